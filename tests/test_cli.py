@@ -1,0 +1,49 @@
+import json
+import subprocess
+import sys
+
+from lavasnn.cli import main
+
+from conftest import REPO
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "lavasnn.cli", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_info_json_lists_chips_and_backends(capsys):
+    assert main(["info", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"versions", "backends", "chips"}
+    assert {"loihi1", "loihi2"} <= set(report["chips"])
+    assert report["chips"]["loihi1"]["cores_per_chip"]["value"] == 128
+    assert report["backends"]["sim"]["available"] is True
+    hw = report["backends"]["hw"]
+    assert hw["available"] is False and "lava-loihi" in hw["reason"]
+    assert report["versions"]["lava-nc"].startswith("0.10")
+
+
+def test_info_text(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "loihi2" in out and "hw   unavailable" in out
+
+
+def test_version_and_help():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("lavasnn ")
+    r = run_cli("--help")
+    assert r.returncode == 0 and "info" in r.stdout and "smoke" in r.stdout
+
+
+def test_bad_chips_dir_is_one_line_error_without_traceback(tmp_path):
+    (tmp_path / "x.toml").write_text("schema = 1\nname = 'x'\nkind = 'gpu'\ntitle = 'x'\n")
+    r = run_cli("info", "--chips-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "sources" in r.stderr
+
+
+def test_bad_argument_exits_nonzero():
+    r = run_cli("smoke", "--steps", "-3")
+    assert r.returncode == 2 and "must be a positive integer" in r.stderr
