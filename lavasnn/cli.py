@@ -75,6 +75,25 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    from lavasnn.crosscheck import crosscheck_neurons
+
+    report = crosscheck_neurons(steps_=args.steps, seed=args.seed)
+    ok = report["spike_mismatches"] == 0 and report["state_mismatches"] == 0 and report["stock_lif_mismatches"] == 0
+    if args.json:
+        print(json.dumps(report))
+    else:
+        sizes = report["sizes"]
+        print(f"crosscheck neurons: {sizes['in']}-{sizes['hidden']}-{sizes['out']} network, seed {args.seed}, "
+              f"{report['steps']} steps, Loihi2SimCfg fixed_pt vs engine")
+        print(f"  spike mismatches {report['spike_mismatches']}, state mismatches {report['state_mismatches']}, "
+              f"max |state diff| {report['max_abs_state_diff']}")
+        print(f"  hidden soma vs Lava's stock LIF: {report['stock_lif_mismatches']} mismatches")
+        print(f"  spikes per population: {report['activity']}")
+        print("ok" if ok else "MISMATCH")
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lavasnn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lavasnn {__version__}")
@@ -91,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_smoke)
+
+    p = sub.add_parser("crosscheck", help="prove Lava simulation and engine agree bit for bit")
+    p.add_argument("what", choices=["neurons"], help="neurons: MC-LIF, trace synapses, error neurons")
+    p.add_argument("--steps", type=_positive_int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (keys: steps, spike_mismatches, state_mismatches, max_abs_state_diff, ...)")
+    p.set_defaults(func=cmd_crosscheck)
     return parser
 
 
