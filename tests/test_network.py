@@ -99,3 +99,18 @@ def test_processes_refuse_bad_arguments():
         TraceDense(weights=np.zeros(5))
     with pytest.raises(UserError, match="reset_interval"):
         TraceDense(weights=np.zeros((2, 2)), reset_interval=-1)
+
+
+def test_factorised_float_traces_equal_the_per_synapse_recursion():
+    rng = np.random.default_rng(7)
+    layers = small_net(rng, "float")
+    x = (rng.random((30, 4, 20)) < 0.3).astype(np.uint8)
+    exact = TraceNetwork(layers, 20, "float").run(x)
+    fact = TraceNetwork(layers, 20, "float", factorised=True).run(x)
+    for i in range(2):
+        assert torch.equal(exact["spikes"][i], fact["spikes"][i])
+        assert exact["traces"][i].E.abs().max() > 0
+        torch.testing.assert_close(fact["traces"][i].E, exact["traces"][i].E, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(fact["traces"][i].Eb, exact["traces"][i].Eb, rtol=1e-10, atol=1e-10)
+    with pytest.raises(UserError, match="exact only in float"):
+        TraceNetwork(small_net(rng, "fixed"), 20, "fixed", factorised=True)

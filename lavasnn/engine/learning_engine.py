@@ -52,6 +52,7 @@ import torch
 
 from lavasnn import fixed as fx
 from lavasnn.engine import steps
+from lavasnn.errors import UserError
 
 TRACE_MAX = (1 << 7) - 1  # x1, y1, y2, y3: 7-bit unsigned traces
 FACTOR_BITS = {"trace": 7, "tag": 9}  # widths the learning engine clips factors to (+ sign)
@@ -80,6 +81,9 @@ class Loihi2RuleParams(NamedTuple):
 
 def check_rule_params(p: Loihi2RuleParams) -> Loihi2RuleParams:
     """Raise UserError naming the parameter unless it fits Loihi 2's learning engine."""
+    if p.rng_seed is None:
+        raise UserError("rng_seed must be an integer in [0, 2^31 - 4]: without a fixed seed, "
+                        "Lava's stochastic rounding differs from run to run")
     fx.check_range("lr_exp", p.lr_exp, *EXP_RANGE)
     fx.check_range("tag_exp", p.tag_exp, *EXP_RANGE)
     fx.check_range("x1_impulse", p.x1_impulse, 0, TRACE_MAX)
@@ -96,7 +100,7 @@ class Loihi2NeuronParams(NamedTuple):
     soma: steps.MCLIFParams  # fixed point; its grad_amp is unused
     grad_amp: int  # y1 = grad_amp * g, 0..127
     feedback_steps: int  # delta = d / feedback_steps
-    err_shift: int  # d is in units of 2^err_shift (6: the dendritic input's own units)
+    err_shift: int  # delta = d / (feedback_steps 2^err_shift); 6 undoes the dendrite's << 6
 
 
 class ThirdFactors(NamedTuple):

@@ -11,6 +11,9 @@ device; fixed point uses integer tensors (int64 neurons, int32 traces), float us
 The per-synapse trace update dominates the cost (about 15 elementwise passes over a
 (B, n_post, n_pre) tensor per step). ``compile=True`` fuses it with ``torch.compile`` (the same
 step function, compiled; needs a C++ compiler on the CPU): 12x faster for 128 x 100 x 784.
+In float precision ``factorised=True`` skips the per-synapse state altogether and computes
+the final gradient traces from the recorded sequences (:func:`steps.gradient_trace_factorised`,
+equal to the per-synapse recursion in exact arithmetic); the returned e_hat is then None.
 """
 
 from __future__ import annotations
@@ -102,8 +105,12 @@ class TraceNetwork:
 
     def __init__(self, layers: list[LayerSpec], n_in: int, precision: str = "fixed",
                  device: str | torch.device = "cpu", float_dtype: torch.dtype = torch.float64,
-                 compile: bool = False) -> None:
+                 compile: bool = False, factorised: bool = False) -> None:
         validate_layers(layers, n_in, precision)
+        if factorised and precision != "float":
+            raise UserError("the factorised trace form is exact only in float precision; "
+                            "fixed point keeps per-synapse traces to stay bit-exact with Lava")
+        self.factorised = factorised
         self.layers, self.n_in, self.precision = layers, n_in, precision
         self.device = torch.device(device)
         fixed = precision == "fixed"
@@ -156,15 +163,25 @@ class TraceNetwork:
         x_prev = [z(l.n_pre) for l in self.layers]
         spikes = [torch.zeros(T, B, l.n_post, dtype=torch.uint8, device=self.device) for l in self.layers] \
             if record_spikes else None
+        if self.factorised:  # sequences of (x paired with post, g, c) per layer
+            seq = [tuple(torch.zeros(T, B, n, dtype=self.state_dtype, device=self.device)
+                         for n in (l.n_pre, l.n_post, l.n_post)) for l in self.layers]
         for t in range(T):
             inp = x[t].to(self.state_dtype)
             for i, layer in enumerate(self.layers):
                 d_in = dendrite_in[i][t] if dendrite_in is not None else z(layer.n_post)
                 out, neurons[i] = self._mclif(a_buff[i], torch.as_tensor(d_in, device=self.device),
                                               neurons[i], self.params[i])
-                traces[i] = self._trace(x_prev[i], out, traces[i], layer.trace_decay)
+                if self.factorised:
+                    seq[i][0][t], seq[i][1][t], seq[i][2][t] = x_prev[i], out.g, out.c
+                else:
+                    traces[i] = self._trace(x_prev[i], out, traces[i], layer.trace_decay)
                 x_prev[i], a_buff[i] = inp, self._dense(i, inp)
                 if record_spikes:
                     spikes[i][t] = out.s.to(torch.uint8)
                 inp = out.s
+        if self.factorised:
+            for i, layer in enumerate(self.layers):
+                E, Eb = steps.gradient_trace_factorised(*seq[i], layer.trace_decay)
+                traces[i] = steps.TraceState(None, E, None, Eb)
         return {"spikes": spikes, "neurons": neurons, "traces": traces}

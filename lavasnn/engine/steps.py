@@ -214,6 +214,27 @@ def trace_step_fixed(x: torch.Tensor, post: MCLIFOut, state: TraceState, decay: 
     return TraceState(e_hat, E, fx.shift_round_to_zero(eb * c, fx.DECAY_BITS), Eb)
 
 
+def gradient_trace_factorised(x: torch.Tensor, g: torch.Tensor, c: torch.Tensor, decay: float
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float traces' final E and Eb from whole sequences, without per-synapse state.
+
+    Unrolling :func:`trace_step_float`, e_t = sum_{tau<=t} x_tau prod_{k=tau}^{t-1} (1-decay) c_k,
+    so E = sum_t g_t e_t = sum_tau K_tau x_tau^T with the per-neuron backward recursion
+
+        K_T = g_T,   K_tau = g_tau + (1 - decay) c_tau K_{tau+1}
+
+    and Eb = sum_tau K_tau. Equal in exact arithmetic; x is (T, ..., n_pre), g and c are
+    (T, ..., n_post); returns E (..., n_post, n_pre) and Eb (..., n_post).
+    """
+    K = torch.empty_like(g)
+    k = torch.zeros_like(g[0])
+    for t in range(g.shape[0] - 1, -1, -1):
+        k = g[t] + (1 - decay) * c[t] * k
+        K[t] = k
+    E = torch.einsum("t...i,t...j->...ij", K, x.to(K.dtype))
+    return E, K.sum(dim=0)
+
+
 def zeros_like_trace(batch: tuple[int, ...], n_post: int, n_pre: int, dtype: torch.dtype,
                      device: torch.device | str = "cpu") -> TraceState:
     z = lambda *shape: torch.zeros(*batch, *shape, dtype=dtype, device=device)  # noqa: E731
