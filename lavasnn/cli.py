@@ -76,22 +76,49 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
-    from lavasnn.crosscheck import crosscheck_neurons
+    from lavasnn import crosscheck
 
-    report = crosscheck_neurons(steps_=args.steps, seed=args.seed)
-    ok = report["spike_mismatches"] == 0 and report["state_mismatches"] == 0 and report["stock_lif_mismatches"] == 0
+    if args.what == "neurons":
+        report = crosscheck.crosscheck_neurons(steps_=args.steps, seed=args.seed)
+        keys = ("spike_mismatches", "state_mismatches", "stock_lif_mismatches")
+    elif args.what == "loihi2":
+        from lavasnn.crosscheck_loihi2 import crosscheck_loihi2
+        report = crosscheck_loihi2(steps=args.steps, seed=args.seed)
+        keys = ("spike_mismatches", "state_mismatches", "weight_mismatches", "tag_mismatches", "trace_mismatches")
+    else:
+        report = crosscheck.crosscheck_biograd(samples=args.samples, seed=args.seed, precision=args.precision,
+                                               sleep=not args.no_sleep)
+        keys = ("weight_mismatches", "prediction_mismatches")
+    ok = all(report[k] == 0 for k in keys)
     if args.json:
         print(json.dumps(report))
     else:
-        sizes = report["sizes"]
-        print(f"crosscheck neurons: {sizes['in']}-{sizes['hidden']}-{sizes['out']} network, seed {args.seed}, "
-              f"{report['steps']} steps, Loihi2SimCfg fixed_pt vs engine")
-        print(f"  spike mismatches {report['spike_mismatches']}, state mismatches {report['state_mismatches']}, "
-              f"max |state diff| {report['max_abs_state_diff']}")
-        print(f"  hidden soma vs Lava's stock LIF: {report['stock_lif_mismatches']} mismatches")
-        print(f"  spikes per population: {report['activity']}")
+        print(f"crosscheck {args.what}: Loihi2SimCfg vs engine, seed {args.seed}")
+        for k, v in report.items():
+            if k != "per_step":
+                print(f"  {k}: {v}")
         print("ok" if ok else "MISMATCH")
     return 0 if ok else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lavasnn.learning.biograd import BioGradConfig
+    from lavasnn.train.biograd import train_biograd
+
+    if args.resume:
+        metrics = train_biograd(resume=args.resume, device=args.device, progress=not args.no_progress)
+    else:
+        if args.out is None:
+            raise UserError("--out DIR is required (or --resume DIR to continue a run)")
+        precision = args.precision or ("float" if args.backend == "engine" else "fixed")
+        cfg = BioGradConfig(hidden=tuple(args.hidden), steps=args.steps, error_start=args.error_start
+                            if args.error_start is not None else round(0.32 * args.steps), epochs=args.epochs,
+                            batch=args.batch, seed=args.seed, sleep=not args.no_sleep, lr=args.lr,
+                            sleep_batch=args.sleep_batch, sleep_steps=args.sleep_steps, precision=precision)
+        metrics = train_biograd(cfg, args.data, args.out, backend=args.backend, device=args.device,
+                                limit=args.limit, progress=not args.no_progress)
+    print(json.dumps(metrics))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,12 +139,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser("crosscheck", help="prove Lava simulation and engine agree bit for bit")
-    p.add_argument("what", choices=["neurons"], help="neurons: MC-LIF, trace synapses, error neurons")
+    p.add_argument("what", choices=["neurons", "loihi2", "biograd"],
+                   help="neurons: MC-LIF, trace synapses, error neurons; loihi2: the learning-engine trace "
+                        "variant; biograd: on-chip BioGrad training (final weights)")
     p.add_argument("--steps", type=_positive_int, default=50)
+    p.add_argument("--samples", type=_positive_int, default=8, help="biograd: training samples")
+    p.add_argument("--precision", choices=["fixed", "float"], default="fixed", help="biograd only")
+    p.add_argument("--no-sleep", action="store_true", help="biograd only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys: steps, spike_mismatches, state_mismatches, max_abs_state_diff, ...)")
     p.set_defaults(func=cmd_crosscheck)
+
+    p = sub.add_parser("train", help="train a network with an on-chip learning rule")
+    p.add_argument("rule", choices=["biograd"])
+    p.add_argument("--data", default="mnist5k",
+                   help="mnist5k | digits | mnist:DIR | nmnist:DIR | nmnist-sim | npz:FILE (default mnist5k)")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="at most this many samples per split, classes balanced (quick runs, lava-sim)")
+    p.add_argument("--hidden", type=_int_list, default=[500, 100], help="hidden sizes, e.g. 500,100")
+    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--batch", type=_positive_int, default=128)
+    p.add_argument("--steps", type=_positive_int, default=50, help="time steps per sample")
+    p.add_argument("--error-start", type=int, default=None, help="first step of error feedback (default 0.32 T)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-sleep", action="store_true", help="skip the sleep phase (feedback weights stay fixed)")
+    p.add_argument("--sleep-batch", type=_positive_int, default=128, help="noise samples per sleep phase")
+    p.add_argument("--sleep-steps", type=_positive_int, default=50, help="time steps per sleep sample")
+    p.add_argument("--backend", choices=["engine", "lava-sim"], default="engine")
+    p.add_argument("--precision", choices=["fixed", "float"], default=None,
+                   help="default: float for engine, fixed for lava-sim")
+    p.add_argument("--device", default="cpu", help="engine only: cpu or cuda")
+    p.add_argument("--out", help="run folder for metrics.json, history.json, checkpoint.h5")
+    p.add_argument("--resume", help="continue the run in this folder")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
@@ -128,6 +185,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be a positive integer")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} must list positive integers, e.g. 500,100")
+    return values
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a positive finite number")
     return value
 
 

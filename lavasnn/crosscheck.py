@@ -231,3 +231,51 @@ def crosscheck_neurons(steps_: int = 50, seed: int = 0) -> dict:
     report["seed"] = seed
     report["sizes"] = {"in": net.w1.shape[1], "hidden": net.w1.shape[0], "out": net.w2.shape[0]}
     return report
+
+
+def crosscheck_biograd(samples: int = 8, seed: int = 0, precision: str = "fixed", sleep: bool = True) -> dict:
+    """Train a small two-hidden-layer BioGrad network on the same random samples with the
+    engine and with the Lava processes (``Loihi2SimCfg``); compare the final parameters.
+
+    ``weight_mismatches`` counts differing entries of weights, biases and feedback weights
+    (fixed point: exactly; float: beyond 1e-9 relative). ``weights_changed`` shows the check is
+    not vacuous: how many entries training and sleep changed.
+    """
+    from lavasnn.backends.biograd_lava import LavaBioGrad
+    from lavasnn.engine.biograd import BioGradEngine
+    from lavasnn.learning.biograd import BioGradConfig
+    from lavasnn.train.biograd import quantized_init
+
+    cfg = BioGradConfig(hidden=(8, 6), steps=12, error_start=3, batch=4, sleep=sleep, sleep_steps=8,
+                        sleep_batch=3, lr=0.05, sleep_lr=0.01, precision=precision, seed=seed)
+    n_in, n_out = 12, 3
+    rng = np.random.default_rng(seed)
+    init = quantized_init(cfg, n_in, n_out, rng)
+    x = (rng.random((cfg.steps, samples, n_in)) < 0.35).astype(np.uint8)
+    y = rng.integers(0, n_out, size=samples)
+    engine = BioGradEngine(cfg, n_in, n_out, {k: [a.copy() for a in v] for k, v in init.items()})
+    rng_engine, rng_lava = np.random.default_rng(seed + 1), np.random.default_rng(seed + 1)
+    pred_mismatches = 0
+    with LavaBioGrad(cfg, n_in, n_out, init) as lava:
+        for start in range(0, samples, cfg.batch):
+            xb, yb = torch.as_tensor(x[:, start:start + cfg.batch]), torch.as_tensor(y[start:start + cfg.batch])
+            pe, pl = engine.train_batch(xb, yb), lava.train_batch(xb, yb)
+            pred_mismatches += int((pe.cpu() != pl).sum())
+            if cfg.sleep:
+                engine.sleep(rng_engine)
+                lava.sleep(rng_lava)
+        final_lava = lava.params.numpy()
+    final_engine = engine.params.numpy()
+    mismatches = changed = total = 0
+    max_diff = 0.0
+    for key in ("weights", "biases", "feedback"):
+        for a, b, a0 in zip(final_engine[key], final_lava[key], init[key]):
+            diff = np.abs(np.asarray(a, dtype=np.float64) - b)
+            tol = 0.0 if precision == "fixed" else 1e-9 * (1 + np.abs(a))
+            mismatches += int((diff > tol).sum())
+            max_diff = max(max_diff, float(diff.max(initial=0)))
+            changed += int((np.asarray(a) != a0).sum())
+            total += a.size
+    return {"samples": samples, "precision": precision, "sleep": sleep, "seed": seed,
+            "weight_mismatches": mismatches, "max_abs_weight_diff": max_diff,
+            "prediction_mismatches": pred_mismatches, "weights_changed": changed, "parameters": total}

@@ -1,0 +1,200 @@
+"""BioGrad trained with the batched engine (the math: :mod:`lavasnn.learning.biograd`).
+
+The network is the one the Lava backend builds: MC-LIF layers fed by eligibility-trace Dense
+connections, an output-error computation, a positive/negative error-neuron pair, and feedback
+Dense connections B_l into the hidden dendrites (identity into the output dendrites). The loop
+keeps Lava's timing: every Dense delivers at step t what was spiked at t-1; the error uses the
+output counts including step t and its spikes reach the dendrites at t+1.
+
+Fixed point runs on integer tensors with per-synapse traces (bit-exact with the Lava models);
+float can use the factorised trace form (exact in real arithmetic, much faster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lavasnn.engine import steps
+from lavasnn.learning import biograd as bg
+
+
+@dataclass
+class BioGradParams:
+    """Trainable state: forward weights and biases per layer, feedback weights per hidden layer.
+
+    Float: reals. Fixed: weights even integers, biases bias_mant in v units (bias_exp = 0).
+    """
+
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    feedback: list[torch.Tensor]
+
+    def numpy(self) -> dict[str, list[np.ndarray]]:
+        return {k: [t.cpu().numpy() for t in getattr(self, k)] for k in ("weights", "biases", "feedback")}
+
+
+def init_params(cfg: bg.BioGradConfig, n_in: int, n_out: int, rng: np.random.Generator) -> dict[str, list[np.ndarray]]:
+    """PyTorch Linear initialisation U(+-1/sqrt(fan_in)) for W and b; B_l = (W_out ... W_{l+1})^T."""
+    sizes = [n_in, *cfg.hidden, n_out]
+    weights, biases = [], []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / np.sqrt(fan_in)
+        weights.append(rng.uniform(-bound, bound, size=(fan_out, fan_in)))
+        biases.append(rng.uniform(-bound, bound, size=fan_out))
+    feedback = []
+    product = weights[-1]
+    for l in reversed(range(len(cfg.hidden))):
+        feedback.insert(0, product.T.copy())
+        product = product @ weights[l]
+    return {"weights": weights, "biases": biases, "feedback": feedback}
+
+
+def real_params(p: dict[str, list[np.ndarray]], cfg: bg.BioGradConfig) -> dict[str, list[np.ndarray]]:
+    """Parameters in real units, whatever the precision (for angles and reports)."""
+    if cfg.precision == "float":
+        return p
+    fmt = bg.FixedFormat(cfg.v_frac_bits, cfg.error_scale)
+    return {"weights": [w * fmt.w_unit for w in p["weights"]],
+            "biases": [b / 2.0 ** cfg.v_frac_bits for b in p["biases"]],
+            "feedback": [B * fmt.w_unit for B in p["feedback"]]}
+
+
+class BioGradEngine:
+    """Train and evaluate a BioGrad network on batches of spike trains."""
+
+    def __init__(self, cfg: bg.BioGradConfig, n_in: int, n_out: int, params: dict[str, list[np.ndarray]],
+                 device: str | torch.device = "cpu", compile: bool = False, factorised: bool = True) -> None:
+        self.cfg, self.n_in, self.n_out = cfg, n_in, n_out
+        self.device = torch.device(device)
+        self.fixed = cfg.precision == "fixed"
+        self.fmt = bg.FixedFormat(cfg.v_frac_bits, cfg.error_scale)
+        self.factorised = factorised and not self.fixed
+        dt = torch.int64 if self.fixed else torch.float64
+        self.dtype = dt
+        self.params = BioGradParams(*[[torch.as_tensor(np.asarray(a), dtype=dt, device=self.device) for a in params[k]]
+                                      for k in ("weights", "biases", "feedback")])
+        self._trace = steps.trace_step_fixed if self.fixed else steps.trace_step_float
+        if compile:
+            self._trace = torch.compile(self._trace, dynamic=False)
+        n = bg.neuron_params(cfg)
+        self.neuron = steps.MCLIFParams(du=n["du"], dv=n["dv"], dd=0, vth=n["vth"], bias=None, soft_reset=False,
+                                        grad_win=n["grad_win"], grad_amp=n["grad_amp"], v_frac_bits=n["v_frac_bits"])
+        self.trace_decay, self.error_vth, self.identity_exp = n["trace_decay"], n["error_vth"], n["identity_exp"]
+        self.identity = n["identity"] * torch.eye(n_out, dtype=dt, device=self.device)
+        self.updates = 0  # number of weight updates so far: a key of the stochastic rounding
+
+    # ---------------------------------------------------------------------------------------
+    def _dense(self, w: torch.Tensor, x: torch.Tensor, exp: int = 0) -> torch.Tensor:
+        if self.fixed:
+            return steps.dense_fixed(w, x, exp)
+        return steps.dense_float(w, x) * 2.0 ** exp
+
+    def _mclif(self, l: int, a: torch.Tensor, d: torch.Tensor, state: steps.MCLIFState):
+        p = self.neuron._replace(bias=self.params.biases[l])
+        step = steps.mclif_step_fixed if self.fixed else steps.mclif_step_float
+        return step(a, d, state, p)
+
+    def _zeros(self, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.zeros(*shape, dtype=dtype or self.dtype, device=self.device)
+
+    # ---------------------------------------------------------------------------------------
+    def train_batch(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One BioGrad step on spikes x (T, B, n_in) with integer labels (B,); returns predictions."""
+        cfg, P = self.cfg, self.params
+        T, B = x.shape[:2]
+        L = len(P.weights)
+        sizes = [w.shape[0] for w in P.weights]
+        x = x.to(self.device)
+        onehot = torch.nn.functional.one_hot(labels.to(self.device).long(), self.n_out)
+        neurons = [steps.MCLIFState(self._zeros(B, n), self._zeros(B, n), self._zeros(B, n)) for n in sizes]
+        err_state = steps.ErrorPairState(self._zeros(B, self.n_out), self._zeros(B, self.n_out))
+        a_buff = [self._zeros(B, n) for n in sizes]
+        d_buff = [self._zeros(B, n) for n in sizes]
+        x_prev = [self._zeros(B, w.shape[1]) for w in P.weights]
+        counts = self._zeros(B, self.n_out, dtype=torch.float64)
+        if self.factorised:
+            seq = [(self._zeros(T, B, w.shape[1]), self._zeros(T, B, w.shape[0]), self._zeros(T, B, w.shape[0]))
+                   for w in P.weights]
+        else:
+            trace_dt = torch.int32 if self.fixed else torch.float64
+            traces = [steps.zeros_like_trace((B,), w.shape[0], w.shape[1], trace_dt, self.device) for w in P.weights]
+        err_step = steps.error_pair_step_fixed if self.fixed else steps.error_pair_step_float
+        for t in range(T):
+            inp = x[t].to(self.dtype)
+            for l in range(L):
+                out, neurons[l] = self._mclif(l, a_buff[l], d_buff[l], neurons[l])
+                if self.factorised:
+                    seq[l][0][t], seq[l][1][t], seq[l][2][t] = x_prev[l], out.g, out.c
+                else:
+                    traces[l] = self._trace(x_prev[l], out, traces[l], self.trace_decay)
+                x_prev[l], a_buff[l] = inp, self._dense(P.weights[l], inp)
+                inp = out.s
+            counts += inp.to(torch.float64)
+            if t >= cfg.error_start:
+                err = bg.output_error(counts, onehot)
+                err = bg.quantize_error(err, self.fmt) if self.fixed else err
+                (sp, sn), err_state = err_step(err, err_state, self.error_vth)
+                spikes = sp - sn
+                for l in range(L - 1):
+                    d_buff[l] = self._dense(P.feedback[l], spikes)
+                d_buff[L - 1] = self._dense(self.identity, spikes, self.identity_exp)
+            else:
+                d_buff = [torch.zeros_like(d) for d in d_buff]
+        if self.factorised:
+            E_all = [steps.gradient_trace_factorised(*seq[l], self.trace_decay) for l in range(L)]
+        else:
+            E_all = [(traces[l].E, traces[l].Eb) for l in range(L)]
+        for l in range(L):
+            G, Gb = bg.gradient_sums(neurons[l].d, *E_all[l])
+            if self.fixed:
+                dW, db = bg.weight_update_fixed(G, Gb, B, cfg.feedback_steps, cfg.lr, (cfg.seed, self.updates, l))
+                P.weights[l] = bg.apply_fixed(P.weights[l], dW)
+                P.biases[l] = bg.apply_bias_fixed(P.biases[l], db)
+            else:
+                dW, db = bg.weight_update_float(G, Gb, B, cfg.feedback_steps, cfg.lr)
+                P.weights[l] += dW
+                P.biases[l] += db
+        self.updates += 1
+        return counts.argmax(dim=1)
+
+    # ---------------------------------------------------------------------------------------
+    def forward_counts(self, x: torch.Tensor, start_layer: int = 0, signed: bool = False) -> torch.Tensor:
+        """Output spike counts (B, n_out) for input spikes x (T, B, n) into layer ``start_layer``."""
+        P = self.params
+        T, B = x.shape[:2]
+        layers = range(start_layer, len(P.weights))
+        neurons = {l: steps.MCLIFState(*(self._zeros(B, P.weights[l].shape[0]) for _ in range(3))) for l in layers}
+        a_buff = {l: self._zeros(B, P.weights[l].shape[0]) for l in layers}
+        counts = self._zeros(B, self.n_out, dtype=torch.float64)
+        for t in range(T):
+            inp = x[t].to(self.device).to(self.dtype)
+            for l in layers:
+                out, neurons[l] = self._mclif(l, a_buff[l], torch.zeros_like(a_buff[l]), neurons[l])
+                a_buff[l] = self._dense(P.weights[l], inp)
+                inp = out.s
+            counts += inp.to(torch.float64)
+        return counts
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_counts(x).argmax(dim=1)
+
+    def sleep(self, rng: np.random.Generator) -> None:
+        """Align each B_l with (W_out ... W_{l+1})^T: noise into layer l+1, Oja-like update."""
+        cfg, P = self.cfg, self.params
+        for l in reversed(range(len(P.feedback))):
+            n_l = P.weights[l].shape[0]
+            rate = rng.random()
+            shape = (cfg.sleep_steps, cfg.sleep_batch, n_l)
+            z = (rng.random(shape) < rate).astype(np.int64) - (rng.random(shape) < rate).astype(np.int64)
+            z = torch.as_tensor(z, device=self.device)
+            o = self.forward_counts(z, start_layer=l + 1)
+            C, Psum = bg.sleep_sums(z.sum(dim=0), o, cfg.oja_power)
+            if self.fixed:
+                dB = bg.sleep_update_fixed(P.feedback[l], C, Psum, cfg.sleep_batch, cfg.sleep_lr, self.fmt,
+                                           (cfg.seed, self.updates, 100 + l))
+                P.feedback[l] = bg.apply_fixed(P.feedback[l], dB)
+            else:
+                P.feedback[l] += bg.sleep_update_float(P.feedback[l], C, Psum, cfg.sleep_batch, cfg.sleep_lr)

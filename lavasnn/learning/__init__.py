@@ -1,0 +1,1 @@
+"""Learning rules and their reference trainers (BioGrad, backprop baseline)."""

@@ -1,0 +1,1 @@
+"""Training workflows: run folders, checkpoints, and the loops for each learning rule."""

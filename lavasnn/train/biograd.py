@@ -1,0 +1,158 @@
+"""The BioGrad training workflow: data in, run folder out, resumable epoch by epoch.
+
+Per epoch: shuffle, train batch by batch (each batch followed by a sleep phase unless
+disabled), evaluate on the test split, measure the feedback angles, then write the checkpoint,
+``history.json`` and ``metrics.json`` atomically. The checkpoint holds the weights, feedback
+weights, biases, the configuration (neuron parameters included), the data spec, the training
+RNG state, the update counter and the history, so ``--resume`` ends with the same weights as a
+run that was never interrupted. Test-time encoding uses its own RNG per epoch, so evaluation
+never shifts the training randomness.
+
+Backends: ``engine`` trains with :class:`BioGradEngine`; ``lava-sim`` trains on chip with
+:class:`lavasnn.backends.biograd_lava.LavaBioGrad` (weights learn inside the Lava processes) and
+evaluates the weights it reads out at each epoch end with the engine, which computes the same
+integers (``lavasnn crosscheck biograd``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lavasnn.data import load_dataset
+from lavasnn.engine.biograd import BioGradEngine, init_params, real_params
+from lavasnn.errors import UserError
+from lavasnn.learning import biograd as bg
+from lavasnn.train import runs
+
+BACKENDS = ("engine", "lava-sim")
+EVAL_BATCH = 256
+
+
+def quantized_init(cfg: bg.BioGradConfig, n_in: int, n_out: int, rng: np.random.Generator) -> dict:
+    p = init_params(cfg, n_in, n_out, rng)
+    if cfg.precision == "float":
+        return p
+    fmt = bg.FixedFormat(cfg.v_frac_bits, cfg.error_scale)
+    return {"weights": [fmt.quantize_weights(w) for w in p["weights"]],
+            "biases": [fmt.quantize_bias(b) for b in p["biases"]],
+            "feedback": [fmt.quantize_weights(B) for B in p["feedback"]]}
+
+
+def feedback_angles(params: dict, cfg: bg.BioGradConfig) -> list[float]:
+    rp = real_params(params, cfg)
+    return [bg.feedback_angle_deg(rp["feedback"][l], rp["weights"][l + 1:]) for l in range(len(cfg.hidden))]
+
+
+def evaluate(engine: BioGradEngine, data, steps: int, seed: int, epoch: int) -> float:
+    rng = np.random.default_rng([seed, epoch, 1])
+    correct = 0
+    for start in range(0, len(data.y_test), EVAL_BATCH):
+        idx = np.arange(start, min(start + EVAL_BATCH, len(data.y_test)))
+        pred = engine.predict(torch.as_tensor(data.spikes("test", idx, steps, rng)))
+        correct += int((pred.cpu().numpy() == data.y_test[idx]).sum())
+    return correct / len(data.y_test)
+
+
+def train_biograd(cfg: bg.BioGradConfig | None = None, data_spec: str = "mnist5k", out: str | Path | None = None,
+                  backend: str = "engine", resume: str | Path | None = None, device: str = "cpu",
+                  limit: int | None = None,
+                  compile: bool | None = None, progress: bool = True,
+                  log: Callable[[str], None] = print) -> dict:
+    """Train BioGrad and return the metrics written to ``<run>/metrics.json``.
+
+    ``limit`` keeps at most that many samples per split (classes balanced), for quick runs.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
+    if resume is not None:
+        arrays, attrs = runs.load_checkpoint(resume)
+        if attrs.get("algorithm") != "biograd":
+            raise UserError(f"{resume} holds a {attrs.get('algorithm')!r} run, not a BioGrad run")
+        cfg = bg.BioGradConfig(**{**attrs["config"], "hidden": tuple(attrs["config"]["hidden"])})
+        data_spec, backend, limit = attrs["data"], attrs["backend"], attrs["limit"]
+        run_dir, params = Path(resume), arrays
+        rng = np.random.default_rng()
+        rng.bit_generator.state = attrs["rng_state"]
+        start_epoch, updates, history = attrs["epoch"], attrs["updates"], attrs["history"]
+        data = load_dataset(data_spec, limit=limit)
+        log(f"resuming {run_dir} at epoch {start_epoch + 1} of {cfg.epochs}")
+    else:
+        if out is None:
+            raise UserError("--out DIR is required for a new run")
+        cfg = cfg or bg.BioGradConfig()
+        data = load_dataset(data_spec, limit=limit)
+        run_dir = runs.new_run_dir(out)
+        rng = np.random.default_rng(cfg.seed)
+        params = quantized_init(cfg, data.n_inputs, data.n_classes, rng)
+        start_epoch, updates, history = 0, 0, []
+    fixed = cfg.precision == "fixed"
+    compile = fixed if compile is None else compile
+    if backend == "lava-sim":
+        from lavasnn.backends.biograd_lava import LavaBioGrad
+        trainer = LavaBioGrad(cfg, data.n_inputs, data.n_classes, params, updates=updates)
+    else:
+        trainer = BioGradEngine(cfg, data.n_inputs, data.n_classes, params, device=device, compile=compile)
+        trainer.updates = updates
+    try:
+        return _epochs(trainer, cfg, data, data_spec, limit, backend, run_dir, rng, start_epoch, history, device,
+                       progress, log)
+    finally:
+        if backend == "lava-sim":
+            trainer.close()
+
+
+def _epochs(trainer, cfg, data, data_spec, limit, backend, run_dir, rng, start_epoch, history, device,
+            progress, log) -> dict:
+    n_train = len(data.y_train)
+    train_seconds, trained = 0.0, 0
+    for epoch in range(start_epoch, cfg.epochs):
+        order = rng.permutation(n_train)
+        correct = seen = 0
+        t0 = time.perf_counter()
+        bar = tqdm(total=n_train, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="sample", disable=not progress,
+                   leave=False)
+        for start in range(0, n_train, cfg.batch):
+            idx = order[start:start + cfg.batch]
+            x = torch.as_tensor(data.spikes("train", idx, cfg.steps, rng))
+            pred = trainer.train_batch(x, torch.as_tensor(data.y_train[idx]))
+            if cfg.sleep:
+                trainer.sleep(rng)
+            correct += int((pred.cpu().numpy() == data.y_train[idx]).sum())
+            seen += len(idx)
+            bar.update(len(idx))
+            bar.set_postfix(acc=f"{correct / seen:.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        bar.close()
+        seconds = time.perf_counter() - t0
+        train_seconds, trained = train_seconds + seconds, trained + n_train
+        params_np = trainer.params.numpy()
+        evaluator = trainer if backend == "engine" else BioGradEngine(cfg, data.n_inputs, data.n_classes, params_np,
+                                                                      device=device)
+        test_acc = evaluate(evaluator, data, cfg.steps, cfg.seed, epoch)
+        angles = feedback_angles(params_np, cfg)
+        history.append({"epoch": epoch + 1, "train_accuracy": correct / n_train, "test_accuracy": test_acc,
+                        "feedback_angle_deg": angles, "seconds": seconds, "samples_per_s": n_train / seconds})
+        runs.save_checkpoint(run_dir, params_np, {
+            "algorithm": "biograd", "config": cfg.to_dict(), "data": data_spec, "limit": limit,
+            "backend": backend,
+            "epoch": epoch + 1, "updates": trainer.updates, "rng_state": rng.bit_generator.state,
+            "history": history})
+        metrics = {"test_accuracy": test_acc, "train_accuracy": correct / n_train, "epochs": epoch + 1,
+                   "train_samples": n_train, "test_samples": len(data.y_test),
+                   "samples_per_s": trained / train_seconds, "backend": backend, "precision": cfg.precision,
+                   "sleep": cfg.sleep, "feedback_angle_deg": angles, "data": data_spec,
+                   "hidden": list(cfg.hidden), "seed": cfg.seed}
+        runs.write_json(run_dir / "history.json", history)
+        runs.write_json(run_dir / "metrics.json", metrics)
+        log(f"epoch {epoch + 1}/{cfg.epochs}: train {correct / n_train:.4f}, test {test_acc:.4f}, "
+            f"{n_train / seconds:.0f} samples/s, feedback angle {', '.join(f'{a:.1f}' for a in angles)} deg")
+    if start_epoch >= cfg.epochs:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        log(f"{run_dir} already finished {cfg.epochs} epochs")
+    return metrics

@@ -1,0 +1,327 @@
+"""The perturbation-learning workflow: task in, run folder out, resumable epoch by epoch.
+
+Tasks (Wan, Zhang, Karniadakis 2024, arXiv 2411.07057; data from :mod:`lavasnn.data.sciml`):
+
+* ``mexican-hat``: 2-D Mexican hat on the 100 x 100 grid of [-1, 1]^2, spiking MLP, trained
+  and tested on the whole grid (the reference protocol);
+* ``poisson``: -u'' = f on [0, 1], f -> u with a spiking DeepONet;
+* ``reaction-diffusion``: u_t = 0.01 u_xx + 0.01 u^2 + f(x), f -> u on the 128 x 128 grid
+  with a spiking SepONet (one trunk for x, one for t);
+* ``npz:FILE``: the user's regression data (x_train, y_train, x_test, y_test), spiking MLP.
+
+Targets are divided by the training targets' standard deviation for training; the relative
+L2 error ``||pred - y|| / ||y||`` is on the original scale, over the whole test set.
+
+Per epoch: shuffle, train batch by batch, evaluate, then write ``checkpoint.h5`` (parameters,
+Adam moments, configuration, shuffling RNG state, update counter, history),
+``loss_curve.json``/``.png``, ``prediction.png`` and ``metrics.json`` atomically. Directions
+and Stein noise are keyed by the update counter, so ``resume`` ends with the same weights as
+a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lavasnn.data import sciml
+from lavasnn.engine.perturb import PerturbConfig, PerturbEngine
+from lavasnn.errors import UserError
+from lavasnn.learning import perturb as pt
+from lavasnn.models.operator import NeuronConfig, SpikingDeepONet, SpikingMLP, SpikingSepONet
+from lavasnn.train import runs
+
+TASKS = ("mexican-hat", "poisson", "reaction-diffusion", "npz:FILE")
+BACKENDS = ("engine", "lava-sim")
+EVAL_CHUNK = 2048  # samples (regression) or functions (operators) per evaluation batch
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """Network and data sizes of a task, and its training defaults (per mode where they differ)."""
+
+    hidden: tuple[int, ...]
+    latent: int  # DeepONet / SepONet: width p of the branch and trunk outputs
+    neuron: NeuronConfig
+    n_train: int  # operator tasks: training functions
+    n_test: int
+    train: PerturbConfig
+    lr: dict[str, float]  # per mode
+
+
+# Defaults chosen in bench/bench_perturb.py (see its JSON results).
+SETTINGS = {
+    "mexican-hat": TaskSettings((32, 32), 0, NeuronConfig(steps=16), 0, 0,
+                                PerturbConfig(batch=100, epochs=100, lr_decay=0.97),
+                                {"global": 1e-3, "layerwise": 1e-3, "weight": 1e-3, "bp": 1e-3}),
+    "poisson": TaskSettings((32, 32), 32, NeuronConfig(steps=16), 800, 200,
+                            PerturbConfig(batch=50, epochs=100, lr_decay=0.97),
+                            {"global": 1e-3, "layerwise": 1e-3, "weight": 1e-3, "bp": 1e-3}),
+    "reaction-diffusion": TaskSettings((32, 32), 32, NeuronConfig(steps=16), 500, 100,
+                                       PerturbConfig(batch=25, epochs=100, lr_decay=0.97),
+                                       {"global": 1e-3, "layerwise": 1e-3, "weight": 1e-3, "bp": 1e-3}),
+}
+SETTINGS["npz"] = SETTINGS["mexican-hat"]
+
+
+@dataclass
+class Task:
+    """A model with its training and test inputs; ``take`` makes a training batch."""
+
+    name: str
+    model: object
+    train_inputs: object
+    y_train: np.ndarray
+    test_inputs: object
+    y_test: np.ndarray
+    operator: bool  # inputs are (branch rows, shared trunk); batches pick functions
+    plot_shape: tuple[int, ...]  # shape of one test sample (or of the test set) for plotting
+
+    @property
+    def n_train(self) -> int:
+        return len(self.y_train)
+
+    def take(self, inputs, idx: np.ndarray):
+        return (inputs[0][idx], inputs[1]) if self.operator else inputs[idx]
+
+    def ops(self, batch: int):
+        if isinstance(self.model, SpikingDeepONet):
+            return self.model.ops(batch, len(self.train_inputs[1]))
+        if isinstance(self.model, SpikingSepONet):
+            return self.model.ops(batch, tuple(len(a) for a in self.train_inputs[1]))
+        return self.model.ops(batch)
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float32))
+
+
+def load_npz(path: str) -> sciml.RegressionData:
+    """Regression data from an .npz with x_train, y_train, x_test, y_test (2-D, finite)."""
+    try:
+        with np.load(path) as f:
+            arrays = {k: np.asarray(f[k], dtype=np.float64) for k in ("x_train", "y_train", "x_test", "y_test")}
+    except KeyError as e:
+        raise UserError(f"{path} lacks array {e}; an npz task needs x_train, y_train, x_test, y_test") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not a readable .npz file of numeric arrays: {e}") from None
+    for k, a in arrays.items():
+        if a.ndim == 1:
+            arrays[k] = a = a[:, None]
+        if a.ndim != 2 or len(a) == 0:
+            raise UserError(f"{path}: {k} must be a non-empty (samples, features) array, got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise UserError(f"{path}: {k} contains NaN or infinity; all values must be finite")
+    for split in ("train", "test"):
+        if len(arrays[f"x_{split}"]) != len(arrays[f"y_{split}"]):
+            raise UserError(f"{path}: x_{split} has {len(arrays[f'x_{split}'])} rows but y_{split} has "
+                            f"{len(arrays[f'y_{split}'])}; they must match")
+    if arrays["x_train"].shape[1] != arrays["x_test"].shape[1] or arrays["y_train"].shape[1] != arrays["y_test"].shape[1]:
+        raise UserError(f"{path}: train and test arrays must have the same number of columns")
+    f32 = {k: a.astype(np.float32) for k, a in arrays.items()}
+    return sciml.RegressionData(f32["x_train"], f32["y_train"], f32["x_test"], f32["y_test"], Path(path).name)
+
+
+def settings_key(task: str) -> str:
+    if task.startswith("npz:"):
+        return "npz"
+    if task not in SETTINGS:
+        raise UserError(f"task {task!r} is not one of: {', '.join(TASKS)}")
+    return task
+
+
+def build_task(task: str, s: TaskSettings, seed: int) -> Task:
+    """Data and model of ``task`` with the sizes of ``s``."""
+    if task == "mexican-hat" or task.startswith("npz:"):
+        d = sciml.mexican_hat() if task == "mexican-hat" else load_npz(task[4:])
+        model = SpikingMLP((d.x_train.shape[1], *s.hidden, d.y_train.shape[1]), s.neuron)
+        n = int(round(np.sqrt(len(d.y_test))))
+        shape = (n, n) if task == "mexican-hat" else (len(d.y_test),)
+        return Task(task, model, _tensor(d.x_train), d.y_train, _tensor(d.x_test), d.y_test, False, shape)
+    if task == "poisson":
+        d = sciml.poisson_1d(s.n_train, s.n_test, seed=seed)
+        model = SpikingDeepONet(SpikingMLP((d.branch_train.shape[1], *s.hidden, s.latent), s.neuron),
+                                SpikingMLP((d.trunk.shape[1], *s.hidden, s.latent), s.neuron))
+        trunk = _tensor(d.trunk)
+    else:
+        d = sciml.reaction_diffusion(s.n_train, s.n_test, seed=seed)
+        model = SpikingSepONet(SpikingMLP((d.branch_train.shape[1], *s.hidden, s.latent), s.neuron),
+                               tuple(SpikingMLP((1, *s.hidden, s.latent), s.neuron) for _ in d.trunk_axes))
+        trunk = tuple(_tensor(a) for a in d.trunk_axes)
+    return Task(task, model, (_tensor(d.branch_train), trunk), d.y_train, (_tensor(d.branch_test), trunk),
+                d.y_test, True, d.grid_shape)
+
+
+def predict(engine: PerturbEngine, task: Task, inputs, n: int, y_scale: float) -> np.ndarray:
+    out = [engine.predict(task.take(inputs, np.arange(i, min(i + EVAL_CHUNK, n)))).numpy()
+           for i in range(0, n, EVAL_CHUNK)]
+    return np.concatenate(out) * y_scale
+
+
+def rel_l2(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.linalg.norm(pred - y) / np.linalg.norm(y))
+
+
+def plot_curve(path: Path, history: list[dict]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = [h["epoch"] for h in history]
+    ax[0].semilogy(epochs, [h["train_loss"] for h in history])
+    ax[0].set(xlabel="epoch", ylabel="training loss (MSE, scaled)")
+    ax[1].semilogy(epochs, [h["rel_l2"] for h in history])
+    ax[1].set(xlabel="epoch", ylabel="test relative L2 error")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def plot_prediction(path: Path, task: Task, pred: np.ndarray) -> None:
+    """Reference, prediction and |error| of the first test sample (a 2-D grid), the first
+    three test functions (1-D), or prediction against reference (anything else)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = task.y_test
+    if len(task.plot_shape) == 2:
+        ref = (y[0] if task.operator else y[:, 0]).reshape(task.plot_shape)
+        est = (pred[0] if task.operator else pred[:, 0]).reshape(task.plot_shape)
+        fig, ax = plt.subplots(1, 3, figsize=(12, 3.5))
+        for a, img, title in zip(ax, (ref, est, np.abs(est - ref)), ("reference", "prediction", "|error|")):
+            a.set_title(title)
+            fig.colorbar(a.imshow(img, origin="lower"), ax=a)
+    elif task.operator:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for i in range(min(3, len(y))):
+            ax.plot(y[i], color=f"C{i}", label=f"reference {i}")
+            ax.plot(pred[i], "--", color=f"C{i}", label=f"prediction {i}")
+        ax.set(xlabel="query point", ylabel="u")
+        ax.legend(fontsize=7)
+    else:
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.plot(y.ravel(), pred.ravel(), ".", ms=2)
+        ax.plot([y.min(), y.max()], [y.min(), y.max()], "k-", lw=0.5)
+        ax.set(xlabel="reference", ylabel="prediction")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _save_fig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _params_np(params: pt.Params) -> list[list[np.ndarray]]:
+    return [[p.numpy() for p in layer] for layer in params]
+
+
+def _params_torch(arrays: dict, prefix: str, n: int) -> pt.Params:
+    return [[torch.as_tensor(a) for a in arrays[f"{prefix}{l}"]] for l in range(n)]
+
+
+def _arrays(engine: PerturbEngine) -> dict[str, list[np.ndarray]]:
+    out = {f"layer{l}": layer for l, layer in enumerate(_params_np(engine.params))}
+    for name, moment in zip(("adam_m", "adam_v"), engine.moments):
+        out.update({f"{name}{l}": layer for l, layer in enumerate(_params_np(moment))})
+    return out
+
+
+def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path | None, epochs: int | None,
+                  seed: int, resume: str | Path | None = None, progress: bool = True,
+                  log: Callable[[str], None] = print, overrides: dict | None = None) -> dict:
+    """Train by perturbation learning (or its backprop baseline); return ``metrics.json``'s dict.
+
+    ``overrides`` replaces fields of the task's :class:`PerturbConfig` (benchmarks and tests).
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
+    if backend == "lava-sim":
+        raise UserError("backend 'lava-sim' is not wired yet for perturbation learning; use --backend engine")
+    if epochs is not None and epochs < 1:
+        raise UserError(f"epochs must be >= 1, got {epochs}")
+    if resume is not None:
+        arrays, attrs = runs.load_checkpoint(resume)
+        if attrs.get("algorithm") != "perturb":
+            raise UserError(f"{resume} holds a {attrs.get('algorithm')!r} run, not a perturbation run")
+        task, seed, run_dir = attrs["task"], attrs["seed"], Path(resume)
+        cfg = PerturbConfig(**{**attrs["config"], **({"epochs": epochs} if epochs else {})})
+        s = replace(SETTINGS[settings_key(task)], hidden=tuple(attrs["hidden"]), neuron=NeuronConfig(**attrs["neuron"]))
+        history, start_epoch, y_scale = attrs["history"], attrs["epoch"], attrs["y_scale"]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = attrs["rng_state"]
+        t = build_task(task, s, seed)
+        n_groups = sum(k.startswith("layer") for k in arrays)
+        params = _params_torch(arrays, "layer", n_groups)
+        moments = ([_params_torch(arrays, "adam_m", n_groups), _params_torch(arrays, "adam_v", n_groups)]
+                   if cfg.optimizer == "adam" else None)
+        updates, total_seconds = attrs["updates"], attrs["train_seconds"]
+        log(f"resuming {run_dir} at epoch {start_epoch + 1} of {cfg.epochs}")
+    else:
+        if out is None:
+            raise UserError("--out DIR is required for a new run")
+        if mode not in pt.MODES:
+            raise UserError(f"mode {mode!r} is not one of: {', '.join(pt.MODES)}")
+        s = SETTINGS[settings_key(task)]
+        cfg = replace(s.train, **{"mode": mode, "grad": grad, "seed": seed, "lr": s.lr[mode],
+                                  **({"epochs": epochs} if epochs else {}), **(overrides or {})})
+        t = build_task(task, s, seed)
+        run_dir = runs.new_run_dir(out)
+        rng = np.random.default_rng(seed)
+        params, moments = t.model.init(rng), None
+        y_scale = float(np.std(t.y_train)) or 1.0
+        history, start_epoch, updates, total_seconds = [], 0, 0, 0.0
+    steps_per_epoch = -(-t.n_train // cfg.batch)
+    engine = PerturbEngine(t.model, params, cfg, steps_per_epoch, moments, updates)
+    y_train = _tensor(t.y_train / y_scale)
+    cost = engine.cost(t.ops(cfg.batch))
+    grad_name = "none" if cfg.mode == "weight" else cfg.grad
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if start_epoch >= cfg.epochs else {}
+    for epoch in range(start_epoch, cfg.epochs):
+        order = rng.permutation(t.n_train)
+        losses, seconds = [], 0.0
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for start in range(0, t.n_train, cfg.batch):
+            idx = order[start:start + cfg.batch]
+            t0 = time.perf_counter()
+            losses.append(engine.step(t.take(t.train_inputs, idx), y_train[idx]))
+            seconds += time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3g}")
+        bar.close()
+        total_seconds += seconds
+        pred = predict(engine, t, t.test_inputs, len(t.y_test), y_scale)
+        err = rel_l2(pred, t.y_test)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "rel_l2": err,
+                        "seconds": seconds})
+        runs.save_checkpoint(run_dir, _arrays(engine), {
+            "algorithm": "perturb", "task": task, "seed": seed, "backend": backend, "config": cfg.to_dict(),
+            "hidden": list(s.hidden), "neuron": s.neuron.__dict__, "epoch": epoch + 1, "updates": engine.updates,
+            "rng_state": rng.bit_generator.state, "history": history, "y_scale": y_scale,
+            "train_seconds": total_seconds})
+        metrics = {"rel_l2": err, "task": task, "mode": cfg.mode, "grad": grad_name, "backend": backend,
+                   "steps": engine.updates, "forward_passes_per_step": cost.forward_passes,
+                   "macs_per_step": cost.macs, "seconds_per_step": total_seconds / engine.updates,
+                   "activation_bytes_per_step": engine.last_activation_bytes, "n_params": engine.n_params,
+                   "epochs": epoch + 1, "seed": seed, "train_loss": history[-1]["train_loss"]}
+        runs.write_json(run_dir / "loss_curve.json", history)
+        plot_curve(run_dir / "loss_curve.png", history)
+        plot_prediction(run_dir / "prediction.png", t, pred)
+        runs.write_json(run_dir / "metrics.json", metrics)
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]['train_loss']:.4g}, rel L2 {err:.4f}, "
+            f"{seconds / steps_per_epoch * 1e3:.1f} ms/step")
+    if start_epoch >= cfg.epochs:
+        log(f"{run_dir} already finished {cfg.epochs} epochs")
+    return metrics

@@ -1,0 +1,74 @@
+"""Run folders and checkpoints, written so that nothing the user has is lost or half-written.
+
+A run folder holds ``metrics.json``, ``history.json`` and ``checkpoint.h5``. Every file is
+written to a temporary file in the same folder and renamed over the old one (atomic on POSIX),
+so an interrupted run leaves the previous epoch's files intact. A folder that already holds a
+checkpoint is never overwritten: pass it to ``--resume`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from lavasnn.errors import UserError
+
+CHECKPOINT = "checkpoint.h5"
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data) -> None:
+    _atomic(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def new_run_dir(out: str | Path) -> Path:
+    """Create ``out`` for a new run; refuse one that already holds a run."""
+    out = Path(out)
+    if (out / CHECKPOINT).exists():
+        raise UserError(f"{out} already holds a run ({CHECKPOINT}); continue it with --resume {out} "
+                        "or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def save_checkpoint(run_dir: Path, arrays: dict[str, list[np.ndarray]], attrs: dict) -> None:
+    """Write groups of arrays (e.g. weights/0, weights/1) and JSON-encoded attributes."""
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            for group, items in arrays.items():
+                g = f.create_group(group)
+                for i, a in enumerate(items):
+                    g.create_dataset(str(i), data=np.asarray(a))
+            for key, value in attrs.items():
+                f.attrs[key] = json.dumps(value)
+    _atomic(Path(run_dir) / CHECKPOINT, write)
+
+
+def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, list[np.ndarray]], dict]:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise UserError(f"{run_dir} holds no {CHECKPOINT} to resume from")
+    try:
+        with h5py.File(path, "r") as f:
+            arrays = {g: [f[g][str(i)][()] for i in range(len(f[g]))] for g in f.keys()}
+            attrs = {k: json.loads(v) for k, v in f.attrs.items()}
+    except (OSError, KeyError, ValueError) as e:
+        raise UserError(f"{path} is not a readable lavasnn checkpoint: {e}") from None
+    return arrays, attrs
