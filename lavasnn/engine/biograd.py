@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lavasnn.engine import steps
+from lavasnn.engine import sparse, steps
 from lavasnn.learning import biograd as bg
 
 
@@ -78,7 +78,7 @@ class BioGradEngine:
                                       for k in ("weights", "biases", "feedback")])
         self._trace = steps.trace_step_fixed if self.fixed else steps.trace_step_float
         if compile:
-            self._trace = torch.compile(self._trace, dynamic=False)
+            self._trace = torch.compile(self._trace, dynamic=True)  # widths vary with input sparsity
         n = bg.neuron_params(cfg)
         self.neuron = steps.MCLIFParams(du=n["du"], dv=n["dv"], dd=0, vth=n["vth"], bias=None, soft_reset=False,
                                         grad_win=n["grad_win"], grad_amp=n["grad_amp"], v_frac_bits=n["v_frac_bits"])
@@ -113,14 +113,18 @@ class BioGradEngine:
         err_state = steps.ErrorPairState(self._zeros(B, self.n_out), self._zeros(B, self.n_out))
         a_buff = [self._zeros(B, n) for n in sizes]
         d_buff = [self._zeros(B, n) for n in sizes]
-        x_prev = [self._zeros(B, w.shape[1]) for w in P.weights]
+        # Per-synapse traces of the first layer live only on each sample's active inputs.
+        cols = None if self.factorised else sparse.active_columns(x)
+        widths = [w.shape[1] if l or cols is None else cols.shape[1] for l, w in enumerate(P.weights)]
+        x_prev = [self._zeros(B, n) for n in widths]
         counts = self._zeros(B, self.n_out, dtype=torch.float64)
         if self.factorised:
             seq = [(self._zeros(T, B, w.shape[1]), self._zeros(T, B, w.shape[0]), self._zeros(T, B, w.shape[0]))
                    for w in P.weights]
         else:
             trace_dt = torch.int32 if self.fixed else torch.float64
-            traces = [steps.zeros_like_trace((B,), w.shape[0], w.shape[1], trace_dt, self.device) for w in P.weights]
+            traces = [steps.zeros_like_trace((B,), w.shape[0], n, trace_dt, self.device)
+                      for w, n in zip(P.weights, widths)]
         err_step = steps.error_pair_step_fixed if self.fixed else steps.error_pair_step_float
         for t in range(T):
             inp = x[t].to(self.dtype)
@@ -130,7 +134,8 @@ class BioGradEngine:
                     seq[l][0][t], seq[l][1][t], seq[l][2][t] = x_prev[l], out.g, out.c
                 else:
                     traces[l] = self._trace(x_prev[l], out, traces[l], self.trace_decay)
-                x_prev[l], a_buff[l] = inp, self._dense(P.weights[l], inp)
+                x_prev[l] = sparse.gather_columns(inp, cols) if l == 0 and cols is not None else inp
+                a_buff[l] = self._dense(P.weights[l], inp)
                 inp = out.s
             counts += inp.to(torch.float64)
             if t >= cfg.error_start:
@@ -147,6 +152,7 @@ class BioGradEngine:
             E_all = [steps.gradient_trace_factorised(*seq[l], self.trace_decay) for l in range(L)]
         else:
             E_all = [(traces[l].E, traces[l].Eb) for l in range(L)]
+            E_all[0] = (sparse.scatter_columns(traces[0].E, cols, self.n_in), traces[0].Eb)
         for l in range(L):
             G, Gb = bg.gradient_sums(neurons[l].d, *E_all[l])
             if self.fixed:

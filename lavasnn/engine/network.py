@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from lavasnn import fixed as fx
-from lavasnn.engine import steps
+from lavasnn.engine import sparse, steps
 from lavasnn.errors import UserError
 
 
@@ -120,7 +120,7 @@ class TraceNetwork:
         self._mclif = steps.mclif_step_fixed if fixed else steps.mclif_step_float
         self._trace = steps.trace_step_fixed if fixed else steps.trace_step_float
         if compile:
-            self._trace = torch.compile(self._trace, dynamic=False)
+            self._trace = torch.compile(self._trace, dynamic=True)  # widths vary with input sparsity
         self.weights = [torch.as_tensor(np.asarray(l.weights), dtype=self.weight_dtype, device=self.device)
                         for l in layers]
         self.params = [self._params(l) for l in layers]
@@ -157,13 +157,17 @@ class TraceNetwork:
         T, B = x.shape[:2]
         z = lambda *s, dt=self.state_dtype: torch.zeros(B, *s, dtype=dt, device=self.device)  # noqa: E731
         neurons = [steps.MCLIFState(z(l.n_post), z(l.n_post), z(l.n_post)) for l in self.layers]
-        traces = [steps.zeros_like_trace((B,), l.n_post, l.n_pre, self.trace_dtype, self.device)
-                  for l in self.layers]
+        # The first layer's traces live only on each sample's active inputs (lavasnn.engine.sparse).
+        cols = sparse.active_columns(x)
+        widths = [cols.shape[1]] + [l.n_pre for l in self.layers[1:]]
+        traces = [steps.zeros_like_trace((B,), l.n_post, w, self.trace_dtype, self.device)
+                  for l, w in zip(self.layers, widths)]
         a_buff = [z(l.n_post) for l in self.layers]
-        x_prev = [z(l.n_pre) for l in self.layers]
+        x_prev = [z(w) for w in widths]
         spikes = [torch.zeros(T, B, l.n_post, dtype=torch.uint8, device=self.device) for l in self.layers] \
             if record_spikes else None
         if self.factorised:  # sequences of (x paired with post, g, c) per layer
+            x_prev[0] = z(self.layers[0].n_pre)
             seq = [tuple(torch.zeros(T, B, n, dtype=self.state_dtype, device=self.device)
                          for n in (l.n_pre, l.n_post, l.n_post)) for l in self.layers]
         for t in range(T):
@@ -176,7 +180,8 @@ class TraceNetwork:
                     seq[i][0][t], seq[i][1][t], seq[i][2][t] = x_prev[i], out.g, out.c
                 else:
                     traces[i] = self._trace(x_prev[i], out, traces[i], layer.trace_decay)
-                x_prev[i], a_buff[i] = inp, self._dense(i, inp)
+                x_prev[i] = sparse.gather_columns(inp, cols) if i == 0 and not self.factorised else inp
+                a_buff[i] = self._dense(i, inp)
                 if record_spikes:
                     spikes[i][t] = out.s.to(torch.uint8)
                 inp = out.s
@@ -184,4 +189,9 @@ class TraceNetwork:
             for i, layer in enumerate(self.layers):
                 E, Eb = steps.gradient_trace_factorised(*seq[i], layer.trace_decay)
                 traces[i] = steps.TraceState(None, E, None, Eb)
+        else:
+            first = traces[0]
+            n_in = self.layers[0].n_pre
+            traces[0] = first._replace(e_hat=sparse.scatter_columns(first.e_hat, cols, n_in),
+                                       E=sparse.scatter_columns(first.E, cols, n_in))
         return {"spikes": spikes, "neurons": neurons, "traces": traces}
