@@ -26,9 +26,16 @@ $(STAMP): pyproject.toml scripts/find-python310.sh
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+DEMO_RUN := runs/demo-biograd
+
 demo: $(STAMP)
 	$(VENV)/bin/lavasnn info
 	$(VENV)/bin/lavasnn smoke
+	$(VENV)/bin/lavasnn crosscheck neurons --steps 40
+	$(VENV)/bin/lavasnn crosscheck biograd --samples 8
+	rm -rf $(DEMO_RUN)
+	$(VENV)/bin/lavasnn train biograd --data digits --hidden 64 --epochs 3 --batch 32 \
+		--sleep-batch 32 --lr 5e-3 --out $(DEMO_RUN)
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
