@@ -34,12 +34,6 @@ from lavasnn.procs.process import (CTRL_BATCH, CTRL_BATCH_END, CTRL_PHASE, CTRL_
                                    CTRL_SIZE, CTRL_STEP, PHASE_INFER, PHASE_TRAIN)
 
 
-def check_lava_config(cfg: bg.BioGradConfig | None) -> None:
-    """Refuse settings the Lava backend cannot run (nothing so far beyond the config's own checks)."""
-    if cfg is not None and cfg.precision not in ("fixed", "float"):
-        raise UserError(f"precision {cfg.precision!r} is not one of: fixed, float")
-
-
 class _LavaParams:
     """Reads the learned parameters out of the processes (for checkpoints and evaluation)."""
 
