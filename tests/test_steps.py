@@ -37,7 +37,7 @@ def test_one_spike_hard_and_soft_reset_with_learning_outputs():
     # u = 11 << 6 = 704 > vth << 6 = 640: one spike; |704 - 640| = 64 < win << 6 = 128: g = 1;
     # c = 4096 (1 - 1) - rz(704 * 4096 / 2^16) = -44.
     out, st = steps.mclif_step_fixed(t(11), t(0), zero_state(), params())
-    assert (out.s.item(), out.g.item(), out.c.item()) == (1, 1, -44)
+    assert (out.s.item(), out.g.item(), out.c.item(), out.v.item()) == (1, 1, -44, 704)  # v before reset
     assert (st.u.item(), st.v.item()) == (704, 0)
     out, st = steps.mclif_step_fixed(t(11), t(0), zero_state(), params(soft_reset=True))
     assert st.v.item() == 64

@@ -78,6 +78,7 @@ class MCLIFOut(NamedTuple):
     s: torch.Tensor  # spikes
     g: torch.Tensor  # pseudo-derivative of the spike at the pre-reset voltage
     c: torch.Tensor  # trace carry factor 1 - s - v g (fixed: Q12, 4096 = 1.0)
+    v: torch.Tensor | None = None  # the pre-reset voltage the three above were computed from
 
 
 def mclif_step_float(a_in: torch.Tensor, d_in: torch.Tensor, state: MCLIFState,
@@ -99,7 +100,7 @@ def mclif_step_float(a_in: torch.Tensor, d_in: torch.Tensor, state: MCLIFState,
     c = 1 - s - v * g
     v_reset = v - p.vth * s if p.soft_reset else v * (1 - s)
     d = state.d * (1 - p.dd) + d_in
-    return MCLIFOut(s, g, c), MCLIFState(u, v_reset, d)
+    return MCLIFOut(s, g, c, v), MCLIFState(u, v_reset, d)
 
 
 def mclif_step_fixed(a_in: torch.Tensor, d_in: torch.Tensor, state: MCLIFState,
@@ -125,7 +126,7 @@ def mclif_step_fixed(a_in: torch.Tensor, d_in: torch.Tensor, state: MCLIFState,
     c = fx.DECAY_UNITY * (1 - s) - g * fx.shift_round_to_zero(v << fx.DECAY_BITS, p.v_frac_bits)
     v_reset = v - vth * s if p.soft_reset else v * (1 - s)
     d = fx.saturate(fx.decay(state.d, int(p.dd)) + (d_in.to(torch.int64) << fx.ACT_SHIFT))
-    return MCLIFOut(s, g, c), MCLIFState(u, v_reset, d)
+    return MCLIFOut(s, g, c, v), MCLIFState(u, v_reset, d)
 
 
 # --------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ class _MCLIFBase(PyLoihiProcessModel):
         self.v[:] = new.v.numpy()
         self.d[:] = new.d.numpy()
         self.s_out.send(out.s.numpy())
-        self.learn_out.send(torch.stack([out.s, out.g, out.c, new.d.to(out.c.dtype)]).numpy())
+        self.learn_out.send(torch.stack([out.s, out.g, out.c, new.d.to(out.c.dtype), out.v.to(out.c.dtype)]).numpy())
 
 
 @implements(proc=MultiCompartmentLIF, protocol=LoihiProtocol)
@@ -128,7 +128,7 @@ class _TraceDenseBase(PyLoihiProcessModel):
         # those spikes with the post neurons' response to them, which arrives now.
         self.a_out.send(self.a_buff)
         x = _t(self.s_in.recv())
-        s, g, c, _ = _t(self.post_in.recv())
+        s, g, c = _t(self.post_in.recv())[:3]
         state = steps.TraceState(_t(self.e_hat), _t(self.E), _t(self.eb_hat), _t(self.Eb))
         new = type(self).trace_fn(_t(self.x_prev), steps.MCLIFOut(s, g, c), state,
                                   self.trace_decay.item())
@@ -246,7 +246,7 @@ class _BioGradDenseBase(PyLoihiProcessModel):
         ctrl = self.ctrl_in.recv()
         x = _t(self.s_in.recv())
         noise = self.noise_in.recv()
-        s, g, c, d = _t(self.post_in.recv())
+        s, g, c, d = _t(self.post_in.recv())[:4]
         if ctrl[CTRL_PHASE] == PHASE_TRAIN:
             state = steps.TraceState(_t(self.e_hat), _t(self.E), _t(self.eb_hat), _t(self.Eb))
             new = type(self).trace_fn(_t(self.x_prev), steps.MCLIFOut(s, g, c), state, self.trace_decay.item())

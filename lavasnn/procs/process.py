@@ -15,7 +15,7 @@ from lava.magma.core.process.variable import Var
 
 from lavasnn.errors import UserError
 
-LEARN_ROWS = 4  # learn_out carries (s, g, c, d) per neuron
+LEARN_ROWS = 5  # learn_out carries (s, g, c, d, v) per neuron
 
 # The control vector that a ControlStream sends every step (see lavasnn.backends.biograd_lava):
 CTRL_SAMPLE_START, CTRL_SAMPLE_END, CTRL_BATCH_END, CTRL_PHASE, CTRL_STEP, CTRL_BATCH = range(6)
@@ -38,8 +38,8 @@ class MultiCompartmentLIF(AbstractProcess):
     """LIF soma plus a dendrite that integrates feedback without driving the soma (BioGrad).
 
     Ports: ``a_in`` somatic synaptic input, ``d_in`` dendritic input, ``s_out`` spikes,
-    ``learn_out`` (4, n): spike s, pseudo-derivative g, trace carry factor c = 1 - s - v g and
-    dendrite d for the eligibility-trace synapses that feed this neuron; ``bias_in`` changes
+    ``learn_out`` (5, n): spike s, pseudo-derivative g, trace carry factor c = 1 - s - v g,
+    dendrite d and pre-reset voltage v, for the learning synapses that feed this neuron; ``bias_in`` changes
     of bias_mant (sent by a learning synapse), ``ctrl_in`` the control vector (a sample start
     zeroes u, v, d). Unconnected inputs read zero.
     ``reset_interval`` T > 0 zeroes u, v, d at steps 1, T+1, 2T+1, ... (one sample per T steps).
