@@ -1,1 +1,1 @@
-"""Learning rules and their reference trainers (BioGrad, backprop baseline)."""
+"""Learning rules and the backprop baseline they are compared with."""
