@@ -102,6 +102,16 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.rule == "perturb":
+        from lavasnn.train.perturb import train_perturb
+
+        if args.resume is None and args.out is None:
+            raise UserError("--out DIR is required (or --resume DIR to continue a run)")
+        metrics = train_perturb(args.task, args.mode, args.grad, args.backend, args.out, args.epochs, args.seed,
+                                resume=args.resume, progress=not args.no_progress)
+        print(json.dumps(metrics))
+        return 0
+
     from lavasnn.learning.biograd import BioGradConfig
     from lavasnn.train.biograd import train_biograd
 
@@ -151,8 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print JSON (keys: steps, spike_mismatches, state_mismatches, max_abs_state_diff, ...)")
     p.set_defaults(func=cmd_crosscheck)
 
-    p = sub.add_parser("train", help="train a network with an on-chip learning rule")
-    p.add_argument("rule", choices=["biograd"])
+    train = sub.add_parser("train", help="train a network with an on-chip learning rule")
+    rules = train.add_subparsers(dest="rule", metavar="RULE")
+    rules.required = True
+    p = rules.add_parser("biograd", help="BioGrad (Tang et al. 2021): eligibility traces, error feedback, sleep")
     p.add_argument("--data", default="mnist5k",
                    help="mnist5k | digits | mnist:DIR | nmnist:DIR | nmnist-sim | npz:FILE (default mnist5k)")
     p.add_argument("--limit", type=_positive_int, default=None,
@@ -172,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: float for engine, fixed for lava-sim")
     p.add_argument("--device", default="cpu", help="engine only: cpu or cuda")
     p.add_argument("--out", help="run folder for metrics.json, history.json, checkpoint.h5")
+    p.add_argument("--resume", help="continue the run in this folder")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = rules.add_parser("perturb", help="randomized forward-mode gradients (Wan, Zhang, Karniadakis 2024)")
+    p.add_argument("--task", default="mexican-hat", help="mexican-hat | poisson | reaction-diffusion | npz:FILE")
+    p.add_argument("--mode", choices=["global", "layerwise", "weight", "bp"], default="layerwise")
+    p.add_argument("--grad", choices=["surrogate", "stein"], default="surrogate")
+    p.add_argument("--backend", choices=["engine", "lava-sim"], default="engine")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="default: the task's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="run folder for metrics.json, the loss curve, plots and checkpoint.h5")
     p.add_argument("--resume", help="continue the run in this folder")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)

@@ -47,3 +47,16 @@ def test_bad_chips_dir_is_one_line_error_without_traceback(tmp_path):
 def test_bad_argument_exits_nonzero():
     r = run_cli("smoke", "--steps", "-3")
     assert r.returncode == 2 and "must be a positive integer" in r.stderr
+
+
+def test_cli_train_perturb_one_epoch_writes_metrics(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "perturb", "--task", "mexican-hat", "--mode", "layerwise", "--epochs", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("rel_l2", "task", "mode", "grad", "backend", "steps", "forward_passes_per_step",
+                "macs_per_step", "seconds_per_step"):
+        assert key in metrics
+    assert metrics["mode"] == "layerwise" and 0 < metrics["rel_l2"] < 1.5
+    assert main(["train", "perturb", "--backend", "lava-sim", "--out", str(tmp_path / "x")]) == 2
+    assert "not wired yet" in capsys.readouterr().err

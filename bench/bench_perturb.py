@@ -1,0 +1,140 @@
+"""Perturbation learning versus backprop: accuracy, compute per step, growth with the weights.
+
+Writes ``bench/results/perturb_<task>.json`` with
+
+* ``runs``: one training run per mode (global, layerwise, weight, bp) with the task's default
+  settings (:data:`lavasnn.train.perturb.SETTINGS`): relative L2 error, forward passes, MACs,
+  activation bytes and seconds per step;
+* ``cost_vs_bp``: each perturbation mode's MACs, activation memory and seconds per step
+  relative to backprop (``saving = 1 - mode / bp``);
+* ``scaling``: for hidden widths ``--widths``, the number of weights, the mean cosine between
+  one forward-gradient estimate and the backprop gradient at initialisation (the estimator's
+  variance grows with the number of weights sharing a scalar: cosine ~ 1/sqrt(n)), the error
+  after ``--scaling-epochs`` epochs and the MACs per step.
+
+Usage: ``python bench/bench_perturb.py --task mexican-hat [--epochs N] [--skip-scaling]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lavasnn.engine.perturb import PerturbEngine
+from lavasnn.learning import perturb as pt
+from lavasnn.train import runs
+from lavasnn.train.perturb import SETTINGS, build_task, settings_key, train_perturb
+
+MODES = ("global", "layerwise", "weight", "bp")
+COSINE_DIRECTIONS = 32
+
+
+def run_modes(task: str, grad: str, epochs: int | None, seed: int, workdir: Path) -> dict:
+    out = {}
+    for mode in MODES:
+        t0 = time.perf_counter()
+        m = train_perturb(task, mode, grad, "engine", workdir / mode, epochs, seed, progress=False,
+                          log=lambda s: None)
+        m["wall_seconds"] = time.perf_counter() - t0
+        out[mode] = m
+        print(f"{task} {mode}: rel L2 {m['rel_l2']:.4f}, {m['macs_per_step']:.3g} MACs/step, "
+              f"{m['seconds_per_step'] * 1e3:.1f} ms/step, {m['activation_bytes_per_step']} B held", flush=True)
+    return out
+
+
+def cost_vs_bp(results: dict) -> dict:
+    bp = results["bp"]
+    return {mode: {"macs_ratio": r["macs_per_step"] / bp["macs_per_step"],
+                   "macs_saving": 1 - r["macs_per_step"] / bp["macs_per_step"],
+                   "seconds_saving": 1 - r["seconds_per_step"] / bp["seconds_per_step"],
+                   "activation_bytes": r["activation_bytes_per_step"],
+                   "bp_activation_bytes": bp["activation_bytes_per_step"]}
+            for mode, r in results.items() if mode != "bp"}
+
+
+def gradient_cosine(engine: PerturbEngine, inputs, targets: torch.Tensor, mode: str) -> float:
+    """Mean cosine between single-direction estimates d v and the backprop gradient."""
+    flat = lambda g: torch.cat([x.flatten() for layer in g for x in layer])  # noqa: E731
+    exact = flat(pt.backprop_gradient(engine.loss_fn(inputs, targets, pt.SpikeGrad()), engine.params)[1])
+    cosines = []
+    for k in range(COSINE_DIRECTIONS):
+        v = pt.directions(engine.cfg.seed, k, engine.params)
+        tangents = pt.global_tangents(v) if mode == "global" else pt.layerwise_tangents(v)
+        with torch.no_grad():
+            y, y_dot = engine.model.forward_dual(engine.params, tangents, inputs, pt.SpikeGrad().derivative)
+        est = flat(pt.forward_gradient(pt.mse_derivative(y, y_dot, targets)[1], v))
+        cosines.append(float(est @ exact / (est.norm() * exact.norm())))
+    return float(np.mean(cosines))
+
+
+def scaling(task: str, widths: list[int], epochs: int, seed: int) -> list[dict]:
+    out = []
+    base = SETTINGS[settings_key(task)]
+    for width in widths:
+        s = replace(base, hidden=(width,) * len(base.hidden))
+        t = build_task(task, s, seed)
+        y_scale = float(np.std(t.y_train)) if s.normalize else 1.0
+        y = torch.as_tensor(t.y_train / y_scale, dtype=torch.float32)
+        row = {"width": width}
+        for mode in ("global", "layerwise", "bp"):
+            cfg = replace(s.train, mode=mode, lr=s.lr[mode], epochs=epochs, seed=seed)
+            rng = np.random.default_rng(seed)
+            steps = -(-t.n_train // cfg.batch)
+            engine = PerturbEngine(t.model, t.model.init(rng), cfg, steps)
+            idx = rng.permutation(t.n_train)[:cfg.batch]
+            if mode != "bp":
+                row[f"{mode}_cosine"] = gradient_cosine(engine, t.take(t.train_inputs, idx), y[idx], mode)
+            seconds = 0.0
+            for _ in range(epochs):
+                order = rng.permutation(t.n_train)
+                for start in range(0, t.n_train, cfg.batch):
+                    b = order[start:start + cfg.batch]
+                    t0 = time.perf_counter()
+                    engine.step(t.take(t.train_inputs, b), y[b])
+                    seconds += time.perf_counter() - t0
+            pred = np.concatenate([engine.predict(t.take(t.test_inputs, np.arange(i, min(i + 2048, len(t.y_test)))))
+                                   .numpy() for i in range(0, len(t.y_test), 2048)]) * y_scale
+            row["n_params"] = engine.n_params
+            row[f"{mode}_rel_l2"] = float(np.linalg.norm(pred - t.y_test) / np.linalg.norm(t.y_test))
+            row[f"{mode}_macs_per_step"] = engine.cost(t.ops(cfg.batch)).macs
+            row[f"{mode}_seconds_per_step"] = seconds / engine.updates
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="mexican-hat")
+    ap.add_argument("--grad", default="surrogate", choices=pt.GRADS)
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: the task's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--scaling-epochs", type=int, default=10)
+    ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = run_modes(args.task, args.grad, args.epochs, args.seed, Path(tmp))
+    report = {"task": args.task, "grad": args.grad, "seed": args.seed, "threads": args.threads,
+              "device": "cpu", "settings": {k: str(v) for k, v in SETTINGS[settings_key(args.task)].__dict__.items()},
+              "runs": results, "cost_vs_bp": cost_vs_bp(results)}
+    if not args.skip_scaling:
+        report["scaling"] = scaling(args.task, args.widths, args.scaling_epochs, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = args.task.replace(":", "_").replace("/", "_")
+    runs.write_json(args.out / f"perturb_{name}.json", report)
+    print(f"wrote {args.out / f'perturb_{name}.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Batched training loop for perturbation learning and its backprop baseline, with cost counters.
+
+One training step on a batch (inputs, targets), loss ``L = mean((y - target)^2)``:
+
+* ``global`` / ``layerwise``: directional derivative(s) d along v by forward mode
+  (:mod:`lavasnn.learning.perturb`), gradient estimate ``g_l = d v_l`` or ``d_l v_l``;
+* ``weight``: ``d = (L(theta + sigma v) - L(theta)) / sigma``, ``g = d v``;
+* ``bp``: g = the surrogate gradient by backprop through time;
+
+then ``theta <- theta - lr_k g`` (``sgd``: the on-chip rule, the scalar lr_k d times the
+regenerated v_ij) or Adam on g (two moments per synapse and a square root: more per-synapse state than the
+weight and its one tag on Loihi 2, so Adam is an engine option, not an on-chip rule), with ``lr_k = lr * decay^(k / steps_per_epoch)``.
+
+Cost per step, counted from the model's list of products (:class:`lavasnn.models.Op`), with F
+the forward pass's multiply-accumulates:
+
+* forward passes: 1 (global, layerwise, bp), 2 (weight); forward mode carries 1 (global) or L
+  (layer-wise, one per layer group) tangents along its single pass;
+* MACs: forward F; a derivative repeats each product once per operand that carries it
+  (:func:`derivative_macs`): reverse mode and global forward mode for every operand, the
+  layer-wise tangent of layer k only for k's weights and the products downstream of k (the
+  engine batches the L tangents and also multiplies their zero parts; the count is what the
+  rule needs); weight perturbation 2F; every mode adds one MAC per parameter for the update;
+* activation memory: bytes of the tensors autograd keeps for the backward pass, measured with
+  :func:`torch.autograd.graph.saved_tensors_hooks` (forward-mode passes keep none);
+* seconds: wall-clock time of the step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from lavasnn.errors import UserError
+from lavasnn.learning import perturb as pt
+from lavasnn.models.operator import Op
+
+OPTIMIZERS = ("sgd", "adam")
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class PerturbConfig:
+    """Training settings; ``sigma`` is the weight-perturbation step, ``stein_samples`` K."""
+
+    mode: str = "layerwise"
+    grad: str = "surrogate"
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    lr_decay: float = 1.0  # factor per epoch
+    batch: int = 100
+    epochs: int = 100
+    width: float = 0.3
+    stein_samples: int = 16
+    sigma: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in pt.MODES:
+            raise UserError(f"mode {self.mode!r} is not one of: {', '.join(pt.MODES)}")
+        if self.grad not in pt.GRADS:
+            raise UserError(f"grad {self.grad!r} is not one of: {', '.join(pt.GRADS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"optimizer {self.optimizer!r} is not one of: {', '.join(OPTIMIZERS)}")
+        for name in ("lr", "lr_decay", "width", "sigma"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("batch", "epochs", "stein_samples"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be an integer >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepCost:
+    forward_passes: int
+    macs: int
+
+
+def derivative_macs(ops: list[Op], perturbed: set[int]) -> int:
+    """MACs that carry derivatives of the groups ``perturbed`` through the products ``ops``
+    (in forward order): a product counts once for a perturbed weight operand and once per
+    source whose output already carries a derivative."""
+    carries, total = set(perturbed), 0
+    for o in ops:
+        n = int(o.weight and o.group in perturbed) + sum(s in carries for s in o.sources)
+        if n:
+            carries.add(o.group)
+        total += n * o.macs
+    return total
+
+
+def step_cost(mode: str, ops: list[Op], n_params: int, n_groups: int) -> StepCost:
+    """Forward passes and multiply-accumulates of one training step (module docstring)."""
+    forward = sum(o.macs for o in ops)
+    if mode == "weight":
+        return StepCost(2, 2 * forward + n_params)
+    if mode in ("bp", "global"):
+        return StepCost(1, forward + derivative_macs(ops, set(range(n_groups))) + n_params)
+    return StepCost(1, forward + sum(derivative_macs(ops, {k}) for k in range(n_groups)) + n_params)
+
+
+class SavedBytes:
+    """Counts the bytes of distinct tensors autograd saves for backward inside the context."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._seen: set[tuple[int, int]] = set()
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        if key not in self._seen:
+            self._seen.add(key)
+            self.bytes += key[1]
+        return t
+
+    def __enter__(self) -> "SavedBytes":
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+
+
+class PerturbEngine:
+    """Trains ``model`` (SpikingMLP / SpikingDeepONet / SpikingSepONet) from ``params``.
+
+    ``updates`` counts training steps; it keys the directions and the Stein noise, so a resumed
+    engine draws the same numbers as one that never stopped.
+    """
+
+    def __init__(self, model, params: pt.Params, cfg: PerturbConfig, steps_per_epoch: int,
+                 optimizer_state: list[pt.Params] | None = None, updates: int = 0) -> None:
+        self.model, self.cfg, self.steps_per_epoch = model, cfg, steps_per_epoch
+        self.params = [[p.detach().clone() for p in layer] for layer in params]
+        self.updates = updates
+        if cfg.optimizer == "adam":
+            zeros = lambda: [[torch.zeros_like(p) for p in layer] for layer in self.params]  # noqa: E731
+            self.moments = optimizer_state or [zeros(), zeros()]
+        else:
+            self.moments = []
+        self.generator = torch.Generator(device=self.params[0][0].device)
+        self.last_activation_bytes = 0
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for layer in self.params for p in layer)
+
+    def spike_grad(self) -> pt.SpikeGrad:
+        if self.cfg.mode == "weight":
+            return pt.SpikeGrad("none")
+        self.generator.manual_seed(int(np.random.SeedSequence([self.cfg.seed, self.updates, 1]).generate_state(1)[0]))
+        return pt.SpikeGrad(self.cfg.grad, self.cfg.width, self.cfg.stein_samples, self.generator)
+
+    def loss_fn(self, inputs, targets: torch.Tensor, spike: pt.SpikeGrad) -> pt.LossFn:
+        return lambda params: ((self.model.forward(params, inputs, spike) - targets) ** 2).mean()
+
+    def gradient(self, inputs, targets: torch.Tensor) -> tuple[float, pt.Params]:
+        """(loss, gradient estimate) at the current parameters for one batch."""
+        if self.cfg.mode == "bp":
+            loss, grads = pt.backprop_gradient(self.loss_fn(inputs, targets, self.spike_grad()), self.params)
+            return float(loss), grads
+        loss_fn = self.loss_fn(inputs, targets, pt.SpikeGrad("none"))
+        v = pt.directions(self.cfg.seed, self.updates, self.params)
+        with torch.no_grad():
+            if self.cfg.mode == "weight":
+                loss, d = pt.weight_derivative(loss_fn, self.params, v, self.cfg.sigma)
+            else:
+                tangents = pt.global_tangents(v) if self.cfg.mode == "global" else pt.layerwise_tangents(v)
+                y, y_dot = self.model.forward_dual(self.params, tangents, inputs, self.spike_grad().derivative)
+                loss, d = pt.mse_derivative(y, y_dot, targets)
+        return float(loss), pt.forward_gradient(d, v)
+
+    def step(self, inputs, targets: torch.Tensor) -> float:
+        """One training step; returns the batch loss before the update."""
+        with SavedBytes() as saved:
+            loss, grads = self.gradient(inputs, targets)
+        self.last_activation_bytes = saved.bytes
+        lr = self.cfg.lr * self.cfg.lr_decay ** (self.updates / self.steps_per_epoch)
+        self.updates += 1
+        if self.cfg.optimizer == "sgd":
+            self.params = pt.sgd_update(self.params, grads, lr)
+        else:
+            self.params = self._adam(grads, lr)
+        return loss
+
+    def _adam(self, grads: pt.Params, lr: float) -> pt.Params:
+        (b1, b2), k = ADAM_BETAS, self.updates
+        m, s = self.moments
+        m = [[b1 * a + (1 - b1) * g for a, g in zip(ml, gl)] for ml, gl in zip(m, grads)]
+        s = [[b2 * a + (1 - b2) * g * g for a, g in zip(sl, gl)] for sl, gl in zip(s, grads)]
+        self.moments = [m, s]
+        step = [[(a / (1 - b1 ** k)) / (torch.sqrt(b / (1 - b2 ** k)) + ADAM_EPS) for a, b in zip(ml, sl)]
+                for ml, sl in zip(m, s)]
+        return pt.sgd_update(self.params, step, lr)
+
+    @torch.no_grad()
+    def predict(self, inputs) -> torch.Tensor:
+        return self.model.forward(self.params, inputs, pt.SpikeGrad("none"))
+
+    def cost(self, ops: list[Op]) -> StepCost:
+        return step_cost(self.cfg.mode, ops, self.n_params, len(self.params))
+

@@ -1,0 +1,259 @@
+"""Spiking regressors and operator networks: feed-forward, DeepONet, SepONet.
+
+Every hidden layer is a layer of LIF neurons (:func:`lavasnn.engine.steps.mclif_step_float`,
+current reset every step, soft reset, dendrite unused) run for T steps::
+
+    v'_t = (1 - dv) v_{t-1} + W x_t + b,    s_t = H(v'_t - vth),    v_t = v'_t - vth s_t
+
+The first layer receives the real-valued input as a constant current (W x every step); later
+layers receive the previous layer's spikes. A network's output is rate-decoded: a linear
+readout ``y = W_out r + b_out`` of the firing rates ``r = (1/T) sum_t s_t`` of its last
+hidden layer. As in Wan, Zhang, Karniadakis (arXiv 2411.07057):
+
+* :class:`SpikingMLP`: ``y = MLP(x)``, for function regression;
+* :class:`SpikingDeepONet` (Lu et al. 2021): a branch MLP of the input function f at the
+  sensors and a trunk MLP of the query point y, ``G(f)(y) = sum_k b_k(f) t_k(y) + b_0``;
+* :class:`SpikingSepONet` (Yu et al. 2024): one trunk per coordinate,
+  ``G(f)(y_1, .., y_d) = sum_k b_k(f) prod_i t^i_k(y_i) + b_0``, evaluated on the grid
+  ``trunk_axes[0] x .. x trunk_axes[d-1]`` at the cost of d small trunks.
+
+``forward`` computes y (differentiable by autograd through the spike function's attached
+derivative, for backprop); ``forward_dual`` computes y and its tangents y_dot along D
+directions at once (dual numbers for forward-mode gradients). The tangent of a LIF layer obeys
+the same linear recursion with the spike held fixed, so it is the same step function run on
+the tangents with an unreachable threshold; the spike adds ``s_dot = H'(v' - vth) v'_dot``.
+
+Parameters are plain tensors in layer groups ``[[W, b], ...]`` (the combination's b_0 is a
+group of its own) so that perturbation rules can address them layer by layer. ``ops`` lists
+every product the forward pass computes, for the cost counters of the training engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from lavasnn.engine.steps import MCLIFParams, MCLIFState, dense_float, mclif_step_float
+from lavasnn.learning.perturb import Params
+
+SpikeFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # (s, v', vth) -> s
+DerivFn = Callable[[torch.Tensor], torch.Tensor]  # x = v' - vth -> dH/dx
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """LIF settings shared by every hidden layer: T steps, voltage decay dv, threshold vth."""
+
+    steps: int = 16
+    dv: float = 0.1
+    vth: float = 1.0
+    w_scale: float = 1.0  # initial weights U(-a, a), a = w_scale / sqrt(fan_in)
+
+
+class Op(NamedTuple):
+    """One product of the forward pass: ``macs`` multiply-accumulates in layer group ``group``,
+    ``weight`` True when one operand is that group's weights, ``sources`` the groups whose
+    outputs are its other operands (empty for the data). Reverse and forward mode repeat the
+    product once per operand that carries a derivative."""
+
+    group: int
+    macs: int
+    weight: bool
+    sources: tuple[int, ...]
+
+
+def _lif_params(neuron: NeuronConfig, bias: torch.Tensor | float, vth: float, soft_reset: bool) -> MCLIFParams:
+    return MCLIFParams(du=1.0, dv=neuron.dv, dd=0.0, vth=vth, bias=bias, soft_reset=soft_reset, grad_win=0.0)
+
+
+def lif_layer(current: torch.Tensor, bias: torch.Tensor, neuron: NeuronConfig, spike: SpikeFn
+              ) -> torch.Tensor:
+    """Spikes (T, ..., n) of LIF neurons driven by ``current`` (T, ..., n) and bias (n,)."""
+    p = _lif_params(neuron, bias, neuron.vth, True)
+    zero = torch.zeros_like(current[0])
+    state = MCLIFState(zero, zero, zero)
+    spikes = []
+    for a in current:
+        out, state = mclif_step_float(a, zero, state, p)
+        spikes.append(spike(out.s, state.v + neuron.vth * out.s, neuron.vth))
+    return torch.stack(spikes)
+
+
+def lif_layer_dual(current: torch.Tensor, current_dot: torch.Tensor, bias: torch.Tensor,
+                   bias_dot: torch.Tensor, neuron: NeuronConfig, deriv: DerivFn
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes (T, ..., n) and their tangents (D, T, ..., n) along D directions.
+
+    current_dot (D, T, ..., n), bias_dot (D, n). The tangent state follows the neuron's own
+    step with the spike held fixed (threshold +inf, no reset):
+    ``v'_dot_t = (1 - dv) v_dot_{t-1} + a_dot_t + b_dot``, ``s_dot_t = H'(v'_t - vth) v'_dot_t``.
+    """
+    p = _lif_params(neuron, bias, neuron.vth, True)
+    bias_dot = bias_dot.reshape(bias_dot.shape[0], *([1] * (current.dim() - 2)), bias_dot.shape[-1])
+    p_dot = _lif_params(neuron, bias_dot, float("inf"), False)
+    zero = torch.zeros_like(current[0])
+    zero_dot = torch.zeros_like(current_dot[:, 0])
+    state, state_dot = MCLIFState(zero, zero, zero), MCLIFState(zero_dot, zero_dot, zero_dot)
+    spikes, tangents = [], []
+    for t in range(current.shape[0]):
+        out, state = mclif_step_float(current[t], zero, state, p)
+        _, state_dot = mclif_step_float(current_dot[:, t], zero_dot, state_dot, p_dot)
+        spikes.append(out.s)
+        tangents.append(deriv(state.v + neuron.vth * out.s - neuron.vth) * state_dot.v)
+    return torch.stack(spikes), torch.stack(tangents, dim=1)
+
+
+def dense_dual(W: torch.Tensor, W_dot: torch.Tensor, x: torch.Tensor, x_dot: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a = W x`` and ``a_dot = W_dot x + W x_dot`` (x_dot None: x is data)."""
+    a_dot = torch.einsum("dij,...j->d...i", W_dot, x.to(W.dtype))
+    if x_dot is not None:
+        a_dot = a_dot + dense_float(W, x_dot)
+    return dense_float(W, x), a_dot
+
+
+def _init_layer(rng: np.random.Generator, n_in: int, n_out: int, w_scale: float) -> list[torch.Tensor]:
+    a = w_scale / np.sqrt(n_in)
+    return [torch.as_tensor(rng.uniform(-a, a, (n_out, n_in)), dtype=torch.float32),
+            torch.as_tensor(rng.uniform(-a, a, n_out), dtype=torch.float32)]
+
+
+@dataclass(frozen=True)
+class SpikingMLP:
+    """Spiking feed-forward regressor ``sizes = (n_in, hidden..., n_out)``, one group per layer."""
+
+    sizes: tuple[int, ...]
+    neuron: NeuronConfig = NeuronConfig()
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.sizes) - 1
+
+    def init(self, rng: np.random.Generator) -> Params:
+        return [_init_layer(rng, a, b, self.neuron.w_scale) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+
+    def forward(self, params: Params, x: torch.Tensor, spike: SpikeFn) -> torch.Tensor:
+        """x (B, n_in) -> y (B, n_out)."""
+        T = self.neuron.steps
+        s = lif_layer(dense_float(params[0][0], x).expand(T, *x.shape[:-1], -1), params[0][1], self.neuron, spike)
+        for W, b in params[1:-1]:
+            s = lif_layer(dense_float(W, s), b, self.neuron, spike)
+        W, b = params[-1]
+        return dense_float(W, s.mean(dim=0)) + b
+
+    def forward_dual(self, params: Params, tangents: Params, x: torch.Tensor, deriv: DerivFn
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """y (B, n_out) and y_dot (D, B, n_out); tangents hold a leading direction axis D."""
+        T = self.neuron.steps
+        (W, b), (W_dot, b_dot) = params[0], tangents[0]
+        a, a_dot = dense_dual(W, W_dot, x, None)
+        s, s_dot = lif_layer_dual(a.expand(T, *a.shape), a_dot.unsqueeze(1).expand(-1, T, *a.shape),
+                                  b, b_dot, self.neuron, deriv)
+        for (W, b), (W_dot, b_dot) in zip(params[1:-1], tangents[1:-1]):
+            a, a_dot = dense_dual(W, W_dot, s, s_dot)
+            s, s_dot = lif_layer_dual(a, a_dot, b, b_dot, self.neuron, deriv)
+        (W, b), (W_dot, b_dot) = params[-1], tangents[-1]
+        y, y_dot = dense_dual(W, W_dot, s.mean(dim=0), s_dot.mean(dim=1))
+        return y + b, y_dot + b_dot.unsqueeze(1)
+
+    def ops(self, batch: int, first_group: int = 0) -> list[Op]:
+        """Products for ``batch`` inputs: the input current once, hidden layers every step."""
+        T, n, g = self.neuron.steps, self.sizes, first_group
+        out = [Op(g, batch * n[0] * n[1], True, ())]
+        out += [Op(g + l, T * batch * n[l] * n[l + 1], True, (g + l - 1,)) for l in range(1, len(n) - 2)]
+        out.append(Op(g + len(n) - 2, batch * n[-2] * n[-1], True, (g + len(n) - 3,)))
+        return out
+
+
+@dataclass(frozen=True)
+class SpikingDeepONet:
+    """Branch MLP (m sensors -> p) and trunk MLP (d coordinates -> p), then a dot product + b_0."""
+
+    branch: SpikingMLP
+    trunk: SpikingMLP
+
+    @property
+    def n_groups(self) -> int:
+        return self.branch.n_groups + self.trunk.n_groups + 1
+
+    def init(self, rng: np.random.Generator) -> Params:
+        return self.branch.init(rng) + self.trunk.init(rng) + [[torch.zeros(1)]]
+
+    def forward(self, params: Params, inputs: tuple[torch.Tensor, torch.Tensor], spike: SpikeFn) -> torch.Tensor:
+        """(f at sensors (N_f, m), query points (N_y, d)) -> G(f)(y) (N_f, N_y)."""
+        nb = self.branch.n_groups
+        b = self.branch.forward(params[:nb], inputs[0], spike)
+        t = self.trunk.forward(params[nb:-1], inputs[1], spike)
+        return b @ t.T + params[-1][0]
+
+    def forward_dual(self, params: Params, tangents: Params, inputs: tuple[torch.Tensor, torch.Tensor],
+                     deriv: DerivFn) -> tuple[torch.Tensor, torch.Tensor]:
+        """G (N_f, N_y) and its tangents (D, N_f, N_y): ``G_dot = b_dot t^T + b t_dot^T + b0_dot``."""
+        nb = self.branch.n_groups
+        b, b_dot = self.branch.forward_dual(params[:nb], tangents[:nb], inputs[0], deriv)
+        t, t_dot = self.trunk.forward_dual(params[nb:-1], tangents[nb:-1], inputs[1], deriv)
+        g_dot = b_dot @ t.T + b @ t_dot.transpose(1, 2) + tangents[-1][0].unsqueeze(-1)
+        return b @ t.T + params[-1][0], g_dot
+
+    def ops(self, n_funcs: int, n_points: int) -> list[Op]:
+        nb, p = self.branch.n_groups, self.branch.sizes[-1]
+        return (self.branch.ops(n_funcs) + self.trunk.ops(n_points, nb)
+                + [Op(self.n_groups - 1, n_funcs * n_points * p, False, (nb - 1, self.n_groups - 2))])
+
+
+@dataclass(frozen=True)
+class SpikingSepONet:
+    """Branch MLP (m -> p) and one trunk MLP (1 -> p) per coordinate axis, then
+    ``sum_k b_k prod_i t^i_k`` on the grid + b_0."""
+
+    branch: SpikingMLP
+    trunks: tuple[SpikingMLP, ...]
+
+    @property
+    def n_groups(self) -> int:
+        return self.branch.n_groups + sum(t.n_groups for t in self.trunks) + 1
+
+    def init(self, rng: np.random.Generator) -> Params:
+        return self.branch.init(rng) + [g for t in self.trunks for g in t.init(rng)] + [[torch.zeros(1)]]
+
+    def forward(self, params: Params, inputs: tuple[torch.Tensor, tuple[torch.Tensor, ...]],
+                spike: SpikeFn) -> torch.Tensor:
+        """(f at sensors (N_f, m), per-axis points ((n_1, 1), ..)) -> (N_f, n_1 * .. * n_d)."""
+        start = self.branch.n_groups
+        out = self.branch.forward(params[:start], inputs[0], spike)  # (N_f, p)
+        for trunk, axis in zip(self.trunks, inputs[1]):
+            t = trunk.forward(params[start:start + trunk.n_groups], axis, spike)  # (n_i, p)
+            out = out.unsqueeze(-2) * t  # (N_f, n_1, .., n_i, p)
+            start += trunk.n_groups
+        return out.sum(dim=-1).reshape(out.shape[0], -1) + params[-1][0]
+
+    def forward_dual(self, params: Params, tangents: Params,
+                     inputs: tuple[torch.Tensor, tuple[torch.Tensor, ...]], deriv: DerivFn
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """G (N_f, prod n_i) and tangents (D, N_f, prod n_i) by the product rule over the trunks."""
+        start = self.branch.n_groups
+        out, out_dot = self.branch.forward_dual(params[:start], tangents[:start], inputs[0], deriv)
+        for trunk, axis in zip(self.trunks, inputs[1]):
+            stop = start + trunk.n_groups
+            t, t_dot = trunk.forward_dual(params[start:stop], tangents[start:stop], axis, deriv)
+            out_dot = out_dot.unsqueeze(-2) * t + out.unsqueeze(-2) * t_dot.reshape(
+                t_dot.shape[0], *([1] * (out.dim() - 1)), *t.shape)
+            out = out.unsqueeze(-2) * t
+            start = stop
+        b0_dot = tangents[-1][0].reshape(-1, 1, 1)
+        return (out.sum(dim=-1).reshape(out.shape[0], -1) + params[-1][0],
+                out_dot.sum(dim=-1).reshape(*out_dot.shape[:2], -1) + b0_dot)
+
+    def ops(self, n_funcs: int, axis_points: tuple[int, ...]) -> list[Op]:
+        p = self.branch.sizes[-1]
+        out, start = self.branch.ops(n_funcs), self.branch.n_groups
+        sources = [start - 1]
+        for trunk, n in zip(self.trunks, axis_points):
+            out += trunk.ops(n, start)
+            start += trunk.n_groups
+            sources.append(start - 1)
+        grid = n_funcs * int(np.prod(axis_points)) * p
+        return out + [Op(self.n_groups - 1, grid, False, tuple(sources))]

@@ -1,0 +1,203 @@
+"""Perturbation learning: directional derivatives, directions, Stein estimator, costs, workflow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.func import jvp
+
+from lavasnn.data.sciml import mexican_hat
+from lavasnn.engine.perturb import PerturbConfig, PerturbEngine, step_cost
+from lavasnn.errors import UserError
+from lavasnn.learning import perturb as pt
+from lavasnn.models.operator import NeuronConfig, SpikingDeepONet, SpikingMLP, SpikingSepONet
+from lavasnn.train import runs
+from lavasnn.train.perturb import train_perturb
+
+NEURON = NeuronConfig(steps=6)
+SURROGATE = pt.SpikeGrad("surrogate")
+
+
+def tiny_models():
+    rng = np.random.default_rng(1)
+    gen = torch.Generator().manual_seed(0)
+    randn = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
+    mlp = SpikingMLP((2, 5, 4, 1), NEURON)
+    deeponet = SpikingDeepONet(SpikingMLP((3, 5, 4), NEURON), SpikingMLP((1, 5, 4), NEURON))
+    seponet = SpikingSepONet(SpikingMLP((3, 5, 4), NEURON), (SpikingMLP((1, 5, 4), NEURON), SpikingMLP((1, 4, 4), NEURON)))
+    return [(mlp, mlp.init(rng), randn(7, 2)),
+            (deeponet, deeponet.init(rng), (randn(3, 3), randn(6, 1))),
+            (seponet, seponet.init(rng), (randn(3, 3), (randn(5, 1), randn(4, 1))))]
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_dual_numbers_match_exact_jvp(case):
+    model, params, inputs = tiny_models()[case]
+    v = pt.directions(0, 3, params)
+    y_ref, y_dot_ref = jvp(lambda q: model.forward(q, inputs, SURROGATE), (params,), (v,))
+    y, y_dot = model.forward_dual(params, pt.global_tangents(v), inputs, SURROGATE.derivative)
+    assert torch.equal(y, y_ref)
+    assert torch.allclose(y_dot[0], y_dot_ref, atol=1e-5)
+    _, y_dot_l = model.forward_dual(params, pt.layerwise_tangents(v), inputs, SURROGATE.derivative)
+    assert y_dot_l.shape[0] == len(params)
+    assert torch.allclose(y_dot_l.sum(dim=0), y_dot_ref, atol=1e-5)
+
+
+def test_global_and_layerwise_shapes_and_backprop_agree():
+    model, params, x = tiny_models()[0]
+    target = torch.zeros(7, 1)
+    v = pt.directions(0, 0, params)
+    y, y_dot = model.forward_dual(params, pt.global_tangents(v), x, SURROGATE.derivative)
+    _, d = pt.mse_derivative(y, y_dot, target)
+    y, y_dot = model.forward_dual(params, pt.layerwise_tangents(v), x, SURROGATE.derivative)
+    _, d_l = pt.mse_derivative(y, y_dot, target)
+    assert d.shape == (1,) and d_l.shape == (len(params),)
+    _, grads = pt.backprop_gradient(lambda q: ((model.forward(q, x, SURROGATE) - target) ** 2).mean(), params)
+    per_layer = torch.stack([sum((g * q).sum() for g, q in zip(gl, vl)) for gl, vl in zip(grads, v)])
+    assert torch.allclose(d_l, per_layer, atol=1e-5) and torch.allclose(d, per_layer.sum(), atol=1e-5)
+    for estimate in (pt.forward_gradient(d, v), pt.forward_gradient(d_l, v)):
+        assert [[g.shape for g in layer] for layer in estimate] == [[p.shape for p in layer] for layer in params]
+    assert torch.allclose(pt.forward_gradient(d_l, v)[1][0], d_l[1] * v[1][0])
+
+
+def test_forward_gradient_is_unbiased():
+    """E[(grad . v) v] = grad: averaged over many directions (one batched forward pass)."""
+    model, params, x = tiny_models()[0]
+    target = torch.zeros(7, 1)
+    n = 4000
+    gen = torch.Generator().manual_seed(0)
+    v = [[torch.randn((n, *p.shape), generator=gen) for p in layer] for layer in params]
+    y, y_dot = model.forward_dual(params, v, x, SURROGATE.derivative)
+    _, d = pt.mse_derivative(y, y_dot, target)
+    estimate = torch.cat([(d.reshape(-1, *[1] * (q.dim() - 1)) * q).mean(0).flatten() for vl in v for q in vl])
+    _, grads = pt.backprop_gradient(lambda q: ((model.forward(q, x, SURROGATE) - target) ** 2).mean(), params)
+    exact = torch.cat([g.flatten() for gl in grads for g in gl])
+    cosine = float(estimate @ exact / (estimate.norm() * exact.norm()))
+    assert cosine > 0.95
+
+
+def test_stein_estimator_converges_to_the_gaussian_surrogate():
+    x = torch.linspace(-1, 1, 41)
+    exact = pt.gaussian_surrogate(x, 0.3)
+    gen = torch.Generator().manual_seed(0)
+    errors = [float((pt.stein_derivative(x, 0.3, k, gen) - exact).abs().mean()) for k in (10, 100, 10000)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.02 * float(exact.max())
+
+
+def test_stein_directional_derivative_converges():
+    model, params, x = tiny_models()[0]
+    target = torch.zeros(7, 1)
+    v = pt.directions(0, 0, params)
+    tangents = pt.global_tangents(v)
+    _, d_exact = pt.mse_derivative(*model.forward_dual(params, tangents, x, SURROGATE.derivative), target)
+    gen = torch.Generator().manual_seed(0)
+    errors = []
+    for k in (2, 4096):
+        stein = pt.SpikeGrad("stein", samples=k, generator=gen)
+        _, d = pt.mse_derivative(*model.forward_dual(params, tangents, x, stein.derivative), target)
+        errors.append(float((d - d_exact).abs()))
+    assert errors[1] < errors[0] and errors[1] < 0.1 * float(d_exact.abs())
+
+
+def test_weight_perturbation_matches_jvp_where_the_loss_is_smooth():
+    """Perturbing only the linear readout, the loss difference is the exact derivative (O(sigma))."""
+    model, params, x = tiny_models()[0]
+    target = torch.zeros(7, 1)
+    v = [[torch.zeros_like(p) for p in layer] for layer in params]
+    v[-1] = pt.directions(0, 0, params)[-1]
+    loss_fn = lambda q: ((model.forward(q, x, SURROGATE) - target) ** 2).mean()  # noqa: E731
+    _, d_exact = jvp(loss_fn, (params,), (v,))
+    _, d = pt.weight_derivative(loss_fn, [[p.double() for p in layer] for layer in params],
+                                [[q.double() for q in layer] for layer in v], 1e-6)
+    assert abs(float(d) - float(d_exact)) < 1e-3 * abs(float(d_exact))
+
+
+def test_directions_are_counter_based():
+    shapes = [torch.Size((3, 2)), torch.Size((3,))]
+    a = pt.direction(7, 5, 1, shapes)
+    assert all(torch.equal(p, q) for p, q in zip(a, pt.direction(7, 5, 1, shapes)))
+    for other in (pt.direction(7, 6, 1, shapes), pt.direction(7, 5, 2, shapes), pt.direction(8, 5, 1, shapes)):
+        assert not torch.equal(a[0], other[0])
+    params = [[torch.zeros(3, 2), torch.zeros(3)], [torch.zeros(1, 3), torch.zeros(1)]]
+    assert torch.equal(pt.directions(7, 5, params)[1][0], pt.direction(7, 5, 1, [(1, 3), (1,)])[0])
+
+
+def test_macs_by_hand():
+    """MLP 2-3-4-1, T = 5, batch 2: input current once (12), hidden 5*2*3*4 (120), readout 8."""
+    model = SpikingMLP((2, 3, 4, 1), NeuronConfig(steps=5))
+    ops = model.ops(2)
+    assert [o.macs for o in ops] == [12, 120, 8]
+    n_params = 9 + 16 + 5
+    # reverse / global forward mode: weights 12 + 120 + 8, inputs of layers 2, 3: 120 + 8
+    assert step_cost("bp", ops, n_params, 3).macs == 140 + 268 + 30
+    assert step_cost("global", ops, n_params, 3).macs == 140 + 268 + 30
+    # layer-wise tangents: layer 1 -> 12 + 120 + 8, layer 2 -> 120 + 8, layer 3 -> 8
+    assert step_cost("layerwise", ops, n_params, 3).macs == 140 + 276 + 30
+    assert step_cost("weight", ops, n_params, 3).macs == 280 + 30
+    assert step_cost("weight", ops, n_params, 3).forward_passes == 2
+
+
+def test_activation_memory_only_for_backprop():
+    model, params, x = tiny_models()[0]
+    held = {}
+    for mode in ("bp", "global", "layerwise", "weight"):
+        engine = PerturbEngine(model, params, PerturbConfig(mode=mode), steps_per_epoch=1)
+        engine.step(x, torch.zeros(7, 1))
+        held[mode] = engine.last_activation_bytes
+    assert held["bp"] > 0 and held["global"] == held["layerwise"] == held["weight"] == 0
+
+
+def write_tiny_hat(path, n=10):
+    d = mexican_hat(n=n)
+    np.savez(path, x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
+    return f"npz:{path}"
+
+
+@pytest.mark.parametrize("mode", ["layerwise", "bp"])
+def test_training_reduces_the_loss(tmp_path, mode):
+    task = write_tiny_hat(tmp_path / "hat.npz")
+    metrics = train_perturb(task, mode, "surrogate", "engine", tmp_path / mode, 8, 0, progress=False,
+                            log=lambda s: None, overrides={"batch": 10, "lr": 1e-2, "lr_decay": 1.0})
+    history = json.loads((tmp_path / mode / "loss_curve.json").read_text())
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    for key in ("rel_l2", "task", "mode", "grad", "backend", "steps", "forward_passes_per_step",
+                "macs_per_step", "seconds_per_step"):
+        assert key in metrics
+    assert (tmp_path / mode / "loss_curve.png").exists() and (tmp_path / mode / "prediction.png").exists()
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    task = write_tiny_hat(tmp_path / "hat.npz", n=6)
+    opts = dict(progress=False, log=lambda s: None, overrides={"batch": 12, "stein_samples": 4})
+    train_perturb(task, "global", "stein", "engine", tmp_path / "full", 3, 1, **opts)
+    train_perturb(task, "global", "stein", "engine", tmp_path / "part", 2, 1, **opts)
+    train_perturb(task, "global", "stein", "engine", None, 3, 1, resume=tmp_path / "part", **opts)
+    full, _ = runs.load_checkpoint(tmp_path / "full")
+    part, attrs = runs.load_checkpoint(tmp_path / "part")
+    assert attrs["epoch"] == 3 and full.keys() == part.keys()
+    assert all(np.array_equal(a, b) for k in full for a, b in zip(full[k], part[k]))
+
+
+def test_bad_input_is_a_user_error(tmp_path):
+    d = mexican_hat(n=4)
+    good = dict(x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
+    cases = {"missing": {k: v for k, v in good.items() if k != "y_test"},
+             "nan": {**good, "y_train": np.full_like(d.y_train, np.nan)},
+             "rows": {**good, "y_train": d.y_train[:-1]},
+             "cols": {**good, "x_test": d.x_test[:, :1]}}
+    for name, arrays in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        with pytest.raises(UserError):
+            train_perturb(f"npz:{tmp_path / name}.npz", "global", "surrogate", "engine", tmp_path / name, 1, 0,
+                          progress=False, log=lambda s: None)
+    (tmp_path / "junk.npz").write_text("not a zip")
+    for task, mode, grad, backend in [(f"npz:{tmp_path / 'junk.npz'}", "global", "surrogate", "engine"),
+                                      ("mexican-hat", "global", "surrogate", "lava-sim"),
+                                      ("nope", "global", "surrogate", "engine"),
+                                      ("mexican-hat", "sideways", "surrogate", "engine"),
+                                      ("mexican-hat", "global", "magic", "engine")]:
+        with pytest.raises(UserError):
+            train_perturb(task, mode, grad, backend, tmp_path / "x", 1, 0, progress=False, log=lambda s: None)
