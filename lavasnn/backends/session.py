@@ -3,6 +3,10 @@
 Lava starts OS processes for every ProcessModel; a run that is not stopped leaves them
 behind. :func:`lava_session` stops the runtime on success, on any exception and on Ctrl-C,
 and gives up waiting for the stop after ``stop_timeout`` seconds.
+
+Lava forks its processes. Forking a Python process in which ``torch.compile`` has started its
+worker threads can deadlock, so start Lava runs before compiling engine functions (the
+engine compiles only when asked: ``compile=True``), or run them in separate processes.
 """
 
 from __future__ import annotations
