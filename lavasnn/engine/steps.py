@@ -14,7 +14,7 @@ arXiv 2110.14092).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -81,8 +81,8 @@ class MCLIFOut(NamedTuple):
     v: torch.Tensor | None = None  # the pre-reset voltage the three above were computed from
 
 
-def mclif_step_float(a_in: torch.Tensor, d_in: torch.Tensor, state: MCLIFState,
-                     p: MCLIFParams) -> tuple[MCLIFOut, MCLIFState]:
+def mclif_step_float(a_in: torch.Tensor, d_in: torch.Tensor, state: MCLIFState, p: MCLIFParams,
+                     spike: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[MCLIFOut, MCLIFState]:
     """One step of the multi-compartment LIF neuron, floating point::
 
         u_t = u_{t-1} (1 - du) + a_t
@@ -92,10 +92,13 @@ def mclif_step_float(a_in: torch.Tensor, d_in: torch.Tensor, state: MCLIFState,
         c_t = 1 - s_t - v'_t g_t                      (BioGrad's reset-aware trace carry)
         v_t = v'_t (1 - s_t)  or  v'_t - vth s_t      (hard or soft reset)
         d_t = d_{t-1} (1 - dd) + d_in_t               (dendrite: never drives the soma)
+
+    ``spike`` replaces the step [v > vth] by a function with the same forward value, e.g. one
+    with a surrogate derivative for backpropagation through time.
     """
     u = state.u * (1 - p.du) + a_in
     v = state.v * (1 - p.dv) + u + p.bias
-    s = (v > p.vth).to(v.dtype)
+    s = (v > p.vth).to(v.dtype) if spike is None else spike(v)
     g = (torch.abs(v - p.vth) < p.grad_win).to(v.dtype) * p.grad_amp
     c = 1 - s - v * g
     v_reset = v - p.vth * s if p.soft_reset else v * (1 - s)

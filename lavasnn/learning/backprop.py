@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from lavasnn.engine import steps
 from lavasnn.errors import UserError
 
 OPTIMIZERS = ("adam", "sgd")
@@ -98,14 +99,19 @@ def lif_sequence(a: torch.Tensor, decay: float, vth: float, win: float, amp: flo
     """Spikes (T, B, N) of LIF neurons driven by input currents ``a`` (T, B, N), from v = 0::
 
         v'_t = decay v_{t-1} + a_t,   s_t = H(v'_t - vth),   v_t = v'_t (1 - s_t)
+
+    computed by the engine's :func:`lavasnn.engine.steps.mclif_step_float` (current reset every
+    step, no dendrite) with :class:`SurrogateSpike` as the spike function.
     """
-    v = torch.zeros_like(a[0])
+    p = steps.MCLIFParams(du=1.0, dv=1.0 - decay, dd=0.0, vth=vth, bias=0.0, soft_reset=False,
+                          grad_win=win, grad_amp=amp)
+    zeros = torch.zeros_like(a[0])
+    state = steps.MCLIFState(zeros, zeros, zeros)
+    spike = lambda v: SurrogateSpike.apply(v, vth, win, amp)  # noqa: E731
     spikes = []
     for a_t in a:
-        v = decay * v + a_t
-        s = SurrogateSpike.apply(v, vth, win, amp)
-        v = v * (1 - s)
-        spikes.append(s)
+        out, state = steps.mclif_step_float(a_t, zeros, state, p, spike=spike)
+        spikes.append(out.s)
     return torch.stack(spikes)
 
 
