@@ -102,6 +102,16 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        return _train(args)
+    except KeyboardInterrupt:
+        run = args.resume or args.out
+        print(f"lavasnn: interrupted; the last finished epoch is saved in {run}: continue with --resume {run}",
+              file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
     if args.rule == "perturb":
         from lavasnn.train.perturb import train_perturb
 

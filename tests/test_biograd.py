@@ -138,3 +138,14 @@ def test_cli_crosscheck_biograd_json(capsys):
     assert main(["crosscheck", "biograd", "--samples", "4", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["weight_mismatches"] == 0 and report["samples"] == 4
+
+
+def test_ctrl_c_during_training_points_to_resume(tmp_path, capsys, monkeypatch):
+    import lavasnn.train.biograd as tb
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tb, "train_biograd", interrupted)
+    out = tmp_path / "run"
+    assert main(["train", "biograd", "--data", "digits", "--out", str(out)]) == 130
+    assert f"--resume {out}" in capsys.readouterr().err

@@ -96,6 +96,11 @@ def train_biograd(cfg: bg.BioGradConfig | None = None, data_spec: str = "mnist5k
     compile = fixed if compile is None else compile
     if backend == "lava-sim":
         from lavasnn.backends.biograd_lava import LavaBioGrad
+        batches = -(-len(data.y_train) // cfg.batch)
+        sleep_steps = batches * len(cfg.hidden) * cfg.sleep_batch * cfg.sleep_steps if cfg.sleep else 0
+        log(f"on chip: each epoch streams {len(data.y_train) * cfg.steps} training and {sleep_steps} sleep "
+            "time steps through Lava's simulator (see the README for its speed; --limit, --sleep-batch and "
+            "--sleep-steps shorten a run)")
         trainer = LavaBioGrad(cfg, data.n_inputs, data.n_classes, params, updates=updates)
     else:
         trainer = BioGradEngine(cfg, data.n_inputs, data.n_classes, params, device=device, compile=compile)
