@@ -119,23 +119,31 @@ class PyMultiCompartmentLIFFloat(_MCLIFBase):
         return _t(self.bias_mant) * 2.0 ** _t(self.bias_exp)
 
 
+def _update_traces(model, post: torch.Tensor) -> steps.TraceState:
+    """Pair ``x_prev`` with the post neurons' (s, g, c) rows of ``post``; update the trace Vars."""
+    s, g, c = post[:3]
+    state = steps.TraceState(_t(model.e_hat), _t(model.E), _t(model.eb_hat), _t(model.Eb))
+    new = type(model).trace_fn(_t(model.x_prev), steps.MCLIFOut(s, g, c), state, model.trace_decay.item())
+    model.e_hat[:], model.E[:] = new.e_hat.numpy(), new.E.numpy()
+    model.eb_hat[:], model.Eb[:] = new.eb_hat.numpy(), new.Eb.numpy()
+    return new
+
+
+def _clear_sample(model) -> None:
+    """Forget a finished sample: traces, the spikes awaiting their pairing, the Dense buffer."""
+    for var in (model.e_hat, model.E, model.eb_hat, model.Eb, model.x_prev, model.a_buff):
+        var[:] = 0
+
+
 class _TraceDenseBase(PyLoihiProcessModel):
     def run_spk(self) -> None:
         if _sample_starts(self):
-            for var in (self.e_hat, self.E, self.eb_hat, self.Eb, self.x_prev, self.a_buff):
-                var[:] = 0
+            _clear_sample(self)
         # Send what the previous step's spikes caused (Lava Dense's one-step delay), then pair
         # those spikes with the post neurons' response to them, which arrives now.
         self.a_out.send(self.a_buff)
         x = _t(self.s_in.recv())
-        s, g, c = _t(self.post_in.recv())[:3]
-        state = steps.TraceState(_t(self.e_hat), _t(self.E), _t(self.eb_hat), _t(self.Eb))
-        new = type(self).trace_fn(_t(self.x_prev), steps.MCLIFOut(s, g, c), state,
-                                  self.trace_decay.item())
-        self.e_hat[:] = new.e_hat.numpy()
-        self.E[:] = new.E.numpy()
-        self.eb_hat[:] = new.eb_hat.numpy()
-        self.Eb[:] = new.Eb.numpy()
+        _update_traces(self, _t(self.post_in.recv()))
         self.x_prev[:] = x.numpy()
         self.a_buff[:] = self.accumulate(x).numpy()
 
@@ -246,14 +254,11 @@ class _BioGradDenseBase(PyLoihiProcessModel):
         ctrl = self.ctrl_in.recv()
         x = _t(self.s_in.recv())
         noise = self.noise_in.recv()
-        s, g, c, d = _t(self.post_in.recv())[:4]
+        post = _t(self.post_in.recv())
         if ctrl[CTRL_PHASE] == PHASE_TRAIN:
-            state = steps.TraceState(_t(self.e_hat), _t(self.E), _t(self.eb_hat), _t(self.Eb))
-            new = type(self).trace_fn(_t(self.x_prev), steps.MCLIFOut(s, g, c), state, self.trace_decay.item())
-            self.e_hat[:], self.E[:] = new.e_hat.numpy(), new.E.numpy()
-            self.eb_hat[:], self.Eb[:] = new.eb_hat.numpy(), new.Eb.numpy()
+            new = _update_traces(self, post)
             if ctrl[CTRL_SAMPLE_END]:
-                G, Gb = bg.gradient_sums(d, new.E, new.Eb)
+                G, Gb = bg.gradient_sums(post[3], new.E, new.Eb)
                 self.G[:] = self.G + G.numpy()
                 self.Gb[:] = self.Gb + Gb.numpy()
             if ctrl[CTRL_BATCH_END]:
@@ -261,8 +266,7 @@ class _BioGradDenseBase(PyLoihiProcessModel):
         self.x_prev[:] = x.numpy()
         self.a_buff[:] = self.accumulate(self._drive(ctrl, x, noise)).numpy()
         if ctrl[CTRL_SAMPLE_END]:
-            for var in (self.e_hat, self.E, self.eb_hat, self.Eb, self.x_prev, self.a_buff):
-                var[:] = 0
+            _clear_sample(self)
 
     def learn(self, batch: int) -> None:
         p = self.proc_params
