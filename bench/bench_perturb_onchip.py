@@ -3,9 +3,10 @@
 Writes ``bench/results/perturb_onchip.json`` with
 
 * ``engine``: the fixed-point rule (:mod:`lavasnn.engine.perturb_fixed`) trained by the batched
-  engine on the whole 100 x 100 grid, per mode: relative L2 error, seconds per step, and the
-  synaptic operations of one training step on an event-driven chip (spikes and non-zero
-  tangents times fan-out, plus one update per synapse) against backprop's dense MACs;
+  engine on the whole 100 x 100 grid, per mode (layer-wise, global, weight perturbation):
+  relative L2 error, seconds per step, and the synaptic operations of one training step on an
+  event-driven chip (spikes and non-zero tangents times fan-out, both runs of a sample for weight
+  perturbation, plus one update per synapse) against backprop's dense MACs;
 * ``lava``: the same rule trained as Lava processes in ``Loihi2SimCfg`` on a random subset of
   ``--lava-limit`` grid points for ``--lava-epochs`` epochs, and the engine on the same subset,
   seed and epochs: their final integer weights (``weight_mismatches`` must be 0), errors on the
@@ -69,7 +70,7 @@ def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path) -> dict:
 
 def engine_full(epochs: int, seed: int, workdir: Path) -> dict:
     out = {}
-    for mode in ("layerwise", "global"):
+    for mode in pf.MODES:
         m = train_perturb("mexican-hat", mode, "surrogate", "engine", workdir / f"full-{mode}", epochs, seed,
                           precision="fixed", progress=False, log=lambda s: None)
         out[mode] = {k: m[k] for k in ("rel_l2", "steps", "seconds_per_step", "macs_per_step", "n_params",
@@ -88,9 +89,9 @@ def synaptic_events(run: Path, mode: str) -> dict:
     cfg = pf.FixedNetConfig(**{**c, "sizes": tuple(c["sizes"]), "fmt": pf.FixedFormat(**c["fmt"])})
     layers = [pf.LayerParams(*(torch.as_tensor(a) for a in arrays[f"layer{l}"])) for l in range(cfg.n_layers)]
     task = build_task("mexican-hat", SETTINGS["mexican-hat"], 0)
-    events: dict = {}
-    pf.FixedForwardGradEngine(cfg, layers, attrs["updates"]).forward(task.train_inputs[:cfg.batch].double(),
-                                                                      events=events)
+    events: dict = {"forward": 0, "tangent": 0}
+    pf.FixedForwardGradEngine(cfg, layers, attrs["updates"]).step(task.train_inputs[:cfg.batch].double(),
+                                                                  torch.as_tensor(task.y_train[:cfg.batch]), events)
     n_params = sum(int(np.prod(a.shape)) for layer in arrays.values() for a in layer)
     bp = step_cost("bp", task.ops(cfg.batch), n_params, cfg.n_layers).macs
     total = events["forward"] + events["tangent"] + n_params

@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=50)
     p.add_argument("--samples", type=_positive_int, default=None,
                    help="biograd / perturb: training samples (default 8 / 24)")
-    p.add_argument("--mode", choices=["global", "layerwise"], default="layerwise", help="perturb only")
+    p.add_argument("--mode", choices=["global", "layerwise", "weight"], default="layerwise", help="perturb only")
     p.add_argument("--precision", choices=["fixed", "float"], default="fixed", help="biograd only")
     p.add_argument("--no-sleep", action="store_true", help="biograd only")
     p.add_argument("--seed", type=int, default=0)

@@ -73,7 +73,7 @@ def test_update_follows_minus_d_u_and_clips():
     assert float((moved.weights.double() * u.weights.double()).sum()) < 0  # against the direction
     huge = pf.update_layer(layer, u, -pf.D_MAX, pf.FixedNetConfig((2, 8, 8, 1), lr=1e3), 0, 0)
     assert int(huge.weights.max()) == pf.W_MAX and int(huge.weights.min()) == pf.W_MIN
-    assert torch.equal(pf.third_factor(torch.tensor([1 << 50, -(1 << 50)]), cfg.fmt), torch.tensor([pf.D_MAX, -pf.D_MAX]))
+    assert torch.equal(pf.third_factor(torch.tensor([1 << 50, -(1 << 50)]), cfg.fmt.d_shift), torch.tensor([pf.D_MAX, -pf.D_MAX]))
 
 
 def test_fixed_engine_training_lowers_the_loss():
@@ -89,7 +89,38 @@ def test_fixed_engine_training_lowers_the_loss():
     assert float(((engine.predict(x) - y) ** 2).mean()) < 0.5 * before
 
 
-@pytest.mark.parametrize("mode", ["layerwise", "global"])
+def test_weight_perturbation_shifts_by_the_rounded_direction_and_clips():
+    fmt = pf.FixedFormat(sigma_shift=4)
+    layer = pf.LayerParams(torch.tensor([[0, 0, 250, -250]]), torch.tensor([10]))
+    u = pf.LayerParams(torch.tensor([[7, 8, 160, -160]]), torch.tensor([-24]))
+    moved = pf.perturbed_layer(layer, u, fmt)
+    assert moved.weights.tolist() == [[0, 1, 255, -256]]  # 7/16 -> 0, 8/16 -> 1, 250 + 10 clips
+    assert moved.bias.tolist() == [9]  # -24/16 = -1.5 rounds to -1
+    cfg = pf.FixedNetConfig((2, 4, 1), mode="weight")
+    assert cfg.passes == 2 and cfg.n_dirs == 1 and int(cfg.tangent_mask(0).sum()) == 0
+    assert cfg.sigma == 2.0 ** (7 - 8 - 4)
+
+
+def test_weight_perturbation_training_lowers_the_loss_without_tangents():
+    model = SpikingMLP((2, 16, 16, 1), NeuronConfig(steps=16, dv=410 / 4096))
+    cfg = pf.FixedNetConfig(model.sizes, mode="weight", lr=0.01, batch=50, seed=1)
+    engine = pf.FixedForwardGradEngine(cfg, pf.quantize_params(model.init(np.random.default_rng(1))))
+    rng = np.random.default_rng(3)
+    x = torch.as_tensor(rng.uniform(-1, 1, (200, 2)))
+    y = torch.exp(-3 * (x ** 2).sum(dim=1, keepdim=True))
+    before = float(((engine.predict(x) - y) ** 2).mean())
+    events: dict = {}
+    engine.step(x[:50], y[:50], events)
+    one_run: dict = {}
+    engine.forward(x[:50], events=one_run)
+    assert events["tangent"] == 0 and events["forward"] > one_run["forward"]  # two runs, no tangents
+    for _ in range(30):
+        for i in range(0, 200, 50):
+            engine.step(x[i:i + 50], y[i:i + 50])
+    assert float(((engine.predict(x) - y) ** 2).mean()) < 0.5 * before
+
+
+@pytest.mark.parametrize("mode", ["layerwise", "global", "weight"])
 def test_lava_and_engine_end_with_identical_weights(mode):
     from lavasnn.crosscheck_perturb import crosscheck_perturb
 
@@ -124,7 +155,7 @@ def test_fixed_run_resumes_to_the_same_weights(small_npz, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--precision", "fixed", "--mode", "weight"], "supports --mode global or layerwise"),
+    (["--precision", "fixed", "--mode", "bp"], "supports --mode global, layerwise, weight"),
     (["--precision", "fixed", "--grad", "stein"], "supports --grad surrogate only"),
     (["--backend", "lava-sim", "--precision", "float"], "fixed point only"),
     (["--precision", "fixed", "--task", "poisson"], "trains spiking MLPs"),

@@ -2,8 +2,8 @@
 
 :class:`LavaForwardGrad` builds the network of :mod:`lavasnn.procs.perturb_process` once for a
 whole training schedule (the sample order of every epoch, concatenated) and runs it epoch by
-epoch: each epoch is ``N T + ceil(N / B)`` Lava steps (T per sample, one update step per
-batch). The weights are set when the processes are built and change only inside them; between
+epoch: each epoch is ``N T P + ceil(N / B)`` Lava steps (T per run of a sample, P = 2 runs for
+weight perturbation and 1 otherwise, one update step per batch). The weights are set when the processes are built and change only inside them; between
 epochs the host reads them (``Var.get``) for evaluation and checkpoints, and the training loss
 from the loss neuron.
 """
@@ -19,7 +19,7 @@ from lavasnn.engine import perturb_fixed as pf
 
 
 def steps_per_epoch(cfg: pf.FixedNetConfig, n_samples: int) -> int:
-    return n_samples * cfg.steps + -(-n_samples // cfg.batch)
+    return n_samples * cfg.steps * cfg.passes + -(-n_samples // cfg.batch)
 
 
 class LavaForwardGrad:

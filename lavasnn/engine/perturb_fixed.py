@@ -52,6 +52,14 @@ exponent between epochs) for ``L = mean((y - t)^2)``, B the configured batch
 (a last, smaller batch sums over fewer samples). Only surrogate gradients and SGD run on chip:
 Stein's estimator needs K noise draws per neuron and step, Adam two more states per synapse.
 
+Weight perturbation (mode ``weight``) needs no tangents: every sample runs twice, with the
+weights w and then with ``w + round(u / 2^sigma_shift)`` (clipped to 8 bits; sigma =
+2^(dir_frac - w_frac - sigma_shift) in reals), and the loss neuron adds the difference of the
+two squared errors, ``D += sum_outputs (e_pert^2 - e^2)``, sending ``d = clip(D >> loss_diff_shift)``.
+The update is the same ``w <- clip(w + SR(-c d u))`` with
+``c = lr_k 2^loss_diff_shift 2^(w_frac - dir_frac) / (B n_out T^2 2^(2 v_frac) sigma (4/3))``,
+i.e. ``w <- w - lr_k ((L(w + sigma v) - L(w)) / sigma) v`` in reals.
+
 What Loihi 2 does not offer, and what each part needs: the synapse regenerates u from a hash
 of its index (Loihi 2's learning engine has one shared random number per step, no per-synapse
 generator: u would have to be written by the host each step, or a second synapse group with
@@ -59,7 +67,11 @@ weights u rewritten per batch); the tangent path needs that second synapse group
 graded spikes (Loihi 2 has 24-bit payloads); the neuron's tangent compartments and the
 surrogate lookup need a microcode neuron with D extra states; the update is a three-factor
 product ``d u`` with the per-synapse u, which the learning engine could read from the tag
-if u were held there (``dw = -2^e y1 * t``, y1 = d).
+if u were held there (``dw = -2^e y1 * t``, y1 = d). Weight perturbation needs no tangent
+compartments and no graded spikes inside the network: with u in the tag, the learning engine
+can add and remove the perturbation (``dw = +-2^-sigma_shift t``) around a sample's second
+run and apply the update (``dw = -2^e y1 t``); only the per-synapse u itself has to come from
+the host.
 """
 
 from __future__ import annotations
@@ -81,6 +93,7 @@ W_MIN, W_MAX = -256, 255
 D_MAX = (1 << 23) - 1  # the third factor is a 24-bit graded spike
 DECAY_UNITY = 4096
 SURROGATE_WIDTH = 0.3
+MODES = ("global", "layerwise", "weight")
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,8 @@ class FixedFormat:
     phi_frac: int = 8
     phi_index_shift: int = 4  # the table holds phi at (v' - vth) >> 4, steps of 1/64
     d_shift: int = 18
+    sigma_shift: int = 4  # weight mode: the perturbation is round(u / 2^sigma_shift) weight units
+    loss_diff_shift: int = 8  # weight mode: d = D >> loss_diff_shift
 
     @property
     def one(self) -> int:
@@ -111,8 +126,8 @@ class FixedFormat:
 @dataclass(frozen=True)
 class FixedNetConfig:
     """The network and its rule in integers: ``sizes``, T steps, decay ``dv`` (of 4096), ``vth``
-    (potential units), global or layer-wise directions, learning rate ``lr`` (real), configured
-    batch size and seed."""
+    (potential units), ``mode`` (global or layer-wise directions, or weight perturbation),
+    learning rate ``lr`` (real), configured batch size and seed."""
 
     sizes: tuple[int, ...]
     steps: int = 16
@@ -127,8 +142,8 @@ class FixedNetConfig:
     fmt: FixedFormat = FixedFormat()
 
     def __post_init__(self) -> None:
-        if self.mode not in ("global", "layerwise"):
-            raise UserError(f"on-chip perturbation mode {self.mode!r} is not one of: global, layerwise")
+        if self.mode not in MODES:
+            raise UserError(f"on-chip perturbation mode {self.mode!r} is not one of: {', '.join(MODES)}")
         if len(self.sizes) < 3 or min(self.sizes) < 1:
             raise UserError(f"sizes must be (n_in, hidden.., n_out) with at least one hidden layer, got {self.sizes}")
         if self.steps < 1 or self.batch < 1:
@@ -146,19 +161,43 @@ class FixedNetConfig:
 
     @property
     def n_dirs(self) -> int:
-        return 1 if self.mode == "global" else self.n_layers
+        """Third factors per update (and tangent compartments per neuron; weight mode keeps its one at 0)."""
+        return self.n_layers if self.mode == "layerwise" else 1
+
+    @property
+    def passes(self) -> int:
+        """Runs of each training sample: weight perturbation runs it twice, w then w + sigma u."""
+        return 2 if self.mode == "weight" else 1
+
+    @property
+    def sigma(self) -> float:
+        """Weight mode: the real size of the perturbation along the real direction v = u / 2^dir_frac."""
+        return 2.0 ** (self.fmt.dir_frac - self.fmt.w_frac - self.fmt.sigma_shift)
+
+    @property
+    def third_factor_shift(self) -> int:
+        return self.fmt.loss_diff_shift if self.mode == "weight" else self.fmt.d_shift
 
     def direction_of(self, layer: int) -> int:
         """The direction k that moves layer ``layer`` (its third factor d_k)."""
-        return 0 if self.mode == "global" else layer
+        return layer if self.mode == "layerwise" else 0
+
+    def tangent_mask(self, layer: int) -> torch.Tensor:
+        """P_kl (D,) int64: 1 for the direction whose tangent layer ``layer``'s U x starts
+        (none in weight mode, which has no tangents)."""
+        p = torch.zeros(self.n_dirs, dtype=torch.int64)
+        p[self.direction_of(layer)] = int(self.mode != "weight")
+        return p
 
     def update_scale(self, update: int) -> float:
         """c of the module docstring at update ``update``: the real factor of ``d u``."""
         f = self.fmt
         lr = self.lr * self.lr_decay ** (update // self.updates_per_epoch)
-        return (lr * 2.0 * 2.0 ** (f.d_shift + f.w_frac - f.dir_frac)
-                / (self.batch * self.sizes[-1] * self.steps ** 2 * 2.0 ** (2 * f.v_frac + f.tan_frac)
-                   * (DIR_VAR / 2.0 ** (2 * f.dir_frac))))
+        dir_var = DIR_VAR / 2.0 ** (2 * f.dir_frac)
+        n = self.batch * self.sizes[-1] * self.steps ** 2
+        if self.mode == "weight":
+            return lr * 2.0 ** (f.loss_diff_shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac) * self.sigma * dir_var)
+        return lr * 2.0 * 2.0 ** (f.d_shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac + f.tan_frac) * dir_var)
 
 
 class LayerParams(NamedTuple):
@@ -183,6 +222,12 @@ def direction(cfg: FixedNetConfig, layer: int, update: int, shape: tuple[int, ..
     u = hash_uniform((n_out, n_in + 1, DIR_BYTES), cfg.seed, DIR_TAG, layer, update)
     u = (torch.floor(u * 256).to(torch.int64).sum(dim=-1) - DIR_MEAN)
     return LayerParams(u[:, :n_in].contiguous(), u[:, n_in].contiguous())
+
+
+def perturbed_layer(layer: LayerParams, u: LayerParams, fmt: FixedFormat) -> LayerParams:
+    """Weight mode's second run: ``clip(w + round(u / 2^sigma_shift), -256, 255)`` (weights and bias)."""
+    half = 1 << (fmt.sigma_shift - 1) if fmt.sigma_shift else 0
+    return LayerParams(*(torch.clamp(w + ((uw + half) >> fmt.sigma_shift), W_MIN, W_MAX) for w, uw in zip(layer, u)))
 
 
 def surrogate_table(cfg: FixedNetConfig) -> torch.Tensor:
@@ -234,11 +279,17 @@ def lif_step(a: torch.Tensor, a_dot: torch.Tensor, state: NeuronState, cfg: Fixe
     return s * f.one, s_dot, NeuronState(v - cfg.vth * s, v_dot)
 
 
+def squared_error(y_acc: torch.Tensor, t_int: torch.Tensor) -> torch.Tensor:
+    """The sum of e^2, e = y_acc - t_int, over samples y_acc (..., n_out) and integer targets t_int."""
+    e = y_acc - t_int
+    return (e * e).sum()
+
+
 def loss_terms(y_acc: torch.Tensor, y_dot_acc: torch.Tensor, t_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of e^2, D_k contributions (D,)) for samples y_acc (..., n_out) and integer targets
     t_int (:func:`target_int`), e = y_acc - t_int."""
     e = y_acc - t_int
-    return (e * e).sum(), (e * y_dot_acc).reshape(y_dot_acc.shape[0], -1).sum(dim=1)
+    return squared_error(y_acc, t_int), (e * y_dot_acc).reshape(y_dot_acc.shape[0], -1).sum(dim=1)
 
 
 def target_int(target: torch.Tensor, cfg: FixedNetConfig) -> torch.Tensor:
@@ -246,9 +297,10 @@ def target_int(target: torch.Tensor, cfg: FixedNetConfig) -> torch.Tensor:
     return torch.round(torch.as_tensor(target, dtype=torch.float64) * cfg.steps * 2 ** cfg.fmt.v_frac).to(torch.int64)
 
 
-def third_factor(D: torch.Tensor, fmt: FixedFormat) -> torch.Tensor:
-    """d_k = clip(D_k >> d_shift, +-(2^23 - 1)): the graded spike the loss neuron sends."""
-    return torch.clamp(D >> fmt.d_shift, -D_MAX, D_MAX)
+def third_factor(D: torch.Tensor, shift: int) -> torch.Tensor:
+    """d_k = clip(D_k >> shift, +-(2^23 - 1)): the graded spike the loss neuron sends
+    (``shift``: :attr:`FixedNetConfig.third_factor_shift`)."""
+    return torch.clamp(D >> shift, -D_MAX, D_MAX)
 
 
 def update_layer(layer: LayerParams, u: LayerParams, d: int, cfg: FixedNetConfig, index: int, update: int
@@ -277,18 +329,15 @@ class FixedForwardGradEngine:
         self.cfg, self.layers, self.updates = cfg, list(layers), updates
         self.table = surrogate_table(cfg)
 
-    def perturbed(self, layer: int) -> torch.Tensor:
-        p = torch.zeros(self.cfg.n_dirs, dtype=torch.int64)
-        p[self.cfg.direction_of(layer)] = 1
-        return p
-
     def directions(self) -> list[LayerParams]:
         return [direction(self.cfg, l, self.updates, tuple(layer.weights.shape)) for l, layer in enumerate(self.layers)]
 
     def forward(self, x: torch.Tensor, with_tangents: bool = True, events: dict | None = None,
-                directions: list[LayerParams] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                directions: list[LayerParams] | None = None, layers: list[LayerParams] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed readout y_acc (B, n_out) and its tangents (D, B, n_out) for real inputs x (B, n_in),
-        along ``directions`` (default: this update's, :meth:`directions`).
+        along ``directions`` (default: this update's, :meth:`directions`), with ``layers``
+        (default: the current weights).
 
         ``events``, if given, receives the synaptic operations an event-driven chip performs:
         ``forward`` (non-zero inputs times fan-out, summed over steps and layers) and ``tangent``
@@ -296,12 +345,13 @@ class FixedForwardGradEngine:
         non-zero input tangents times fan-out, W x_dot)."""
         cfg, f = self.cfg, self.cfg.fmt
         xq = torch.round(torch.as_tensor(x, dtype=torch.float64) * f.one).to(torch.int64)
-        D = cfg.n_dirs if with_tangents else 0
-        if not with_tangents:
-            u = [LayerParams(torch.zeros_like(l.weights), torch.zeros_like(l.bias)) for l in self.layers]
+        layers = layers if layers is not None else self.layers
+        D = cfg.n_dirs if with_tangents and cfg.mode != "weight" else 0
+        if not D:
+            u = [LayerParams(torch.zeros_like(l.weights), torch.zeros_like(l.bias)) for l in layers]
         else:
             u = directions if directions is not None else self.directions()
-        perturbed = [self.perturbed(l)[:D] for l in range(cfg.n_layers)]
+        perturbed = [cfg.tangent_mask(l)[:D] for l in range(cfg.n_layers)]
         states = [NeuronState(torch.zeros(len(xq), n, dtype=torch.int64), torch.zeros(D, len(xq), n, dtype=torch.int64))
                   for n in cfg.sizes[1:-1]]
         y_acc = torch.zeros(len(xq), cfg.sizes[-1], dtype=torch.int64)
@@ -314,18 +364,24 @@ class FixedForwardGradEngine:
                     events["forward"] = events.get("forward", 0) + inputs * fan_out
                     events["tangent"] = (events.get("tangent", 0) + int(perturbed[l].sum()) * inputs * fan_out
                                          + int((s_dot != 0).sum()) * fan_out)
-                a, a_dot = dense_step(self.layers[l], u[l], s, s_dot, perturbed[l], f)
+                a, a_dot = dense_step(layers[l], u[l], s, s_dot, perturbed[l], f)
                 if l < cfg.n_layers - 1:
                     s, s_dot, states[l] = lif_step(a, a_dot, states[l], cfg, self.table)
             y_acc, y_dot_acc = y_acc + a, y_dot_acc + a_dot
         return y_acc, y_dot_acc
 
-    def step(self, x: torch.Tensor, target: torch.Tensor) -> float:
-        """One training step on a batch; returns its loss mean((y - t)^2) before the update."""
-        dirs = self.directions()
-        y_acc, y_dot_acc = self.forward(x, directions=dirs)
-        sum_e2, D = loss_terms(y_acc, y_dot_acc, target_int(target, self.cfg))
-        d = third_factor(D, self.cfg.fmt)
+    def step(self, x: torch.Tensor, target: torch.Tensor, events: dict | None = None) -> float:
+        """One training step on a batch; returns its loss mean((y - t)^2) before the update
+        (``events``: see :meth:`forward`)."""
+        dirs, t_int = self.directions(), target_int(target, self.cfg)
+        if self.cfg.mode == "weight":
+            shifted = [perturbed_layer(layer, u, self.cfg.fmt) for layer, u in zip(self.layers, dirs)]
+            sum_e2 = squared_error(self.forward(x, events=events)[0], t_int)
+            D = (squared_error(self.forward(x, events=events, layers=shifted)[0], t_int) - sum_e2).reshape(1)
+        else:
+            y_acc, y_dot_acc = self.forward(x, events=events, directions=dirs)
+            sum_e2, D = loss_terms(y_acc, y_dot_acc, t_int)
+        d = third_factor(D, self.cfg.third_factor_shift)
         self.layers = [update_layer(layer, u, int(d[self.cfg.direction_of(l)]), self.cfg, l, self.updates)
                        for l, (layer, u) in enumerate(zip(self.layers, dirs))]
         self.updates += 1

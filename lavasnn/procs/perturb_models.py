@@ -18,8 +18,8 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lavasnn.engine import perturb_fixed as pf
-from lavasnn.procs.perturb_process import (PCTRL_SAMPLE_END, PCTRL_SAMPLE_START, PCTRL_SIZE, PCTRL_UPDATE,
-                                           PerturbDense, PerturbLIF, PerturbLoss, PerturbStream)
+from lavasnn.procs.perturb_process import (PCTRL_PERTURBED, PCTRL_SAMPLE_END, PCTRL_SAMPLE_START, PCTRL_SIZE,
+                                           PCTRL_UPDATE, PerturbDense, PerturbLIF, PerturbLoss, PerturbStream)
 
 INT = np.int64
 
@@ -55,7 +55,9 @@ class PyPerturbStreamFixed(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.cfg: pf.FixedNetConfig = proc_params["cfg"]
         self.epoch_len = proc_params["epoch_len"]
-        self.k = self.t = self.in_batch = 0  # sample k of order, step t of the sample, samples in the batch
+        # sample k of order, its pass (weight mode: 0 with w, 1 with w + sigma u; not `run`, which
+        # is the process model's loop), step t of the pass, samples in the batch
+        self.k = self.pass_index = self.t = self.in_batch = 0
         self.update_next = False
 
     def run_spk(self) -> None:
@@ -69,9 +71,12 @@ class PyPerturbStreamFixed(PyLoihiProcessModel):
             x, target = self.x[i], self.target[i]
             ctrl[PCTRL_SAMPLE_START] = self.t == 0
             ctrl[PCTRL_SAMPLE_END] = self.t == self.cfg.steps - 1
+            ctrl[PCTRL_PERTURBED] = self.pass_index == 1
             self.t += 1
             if self.t == self.cfg.steps:
-                self.t, self.k, self.in_batch = 0, self.k + 1, self.in_batch + 1
+                self.t, self.pass_index = 0, self.pass_index + 1
+            if self.pass_index == self.cfg.passes:
+                self.pass_index, self.k, self.in_batch = 0, self.k + 1, self.in_batch + 1
                 if self.in_batch == self.cfg.batch or self.k % self.epoch_len == 0:
                     self.in_batch, self.update_next = 0, True
         self.x_out.send(x)
@@ -98,8 +103,7 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
         self.cfg: pf.FixedNetConfig = proc_params["cfg"]
         self.layer: int = proc_params["layer"]
         self.k = self.cfg.direction_of(self.layer)
-        self.perturbed = torch.zeros(self.cfg.n_dirs, dtype=torch.int64)
-        self.perturbed[self.k] = 1
+        self.tangent_mask = self.cfg.tangent_mask(self.layer)
         self._u: tuple[int, pf.LayerParams] | None = None
 
     def direction(self) -> pf.LayerParams:
@@ -119,8 +123,10 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
             self.bias[:] = new.bias.numpy()
             self.updates[:] = self.updates + 1
         x, x_dot = _t(self.s_in.recv()), _t(self.sdot_in.recv())
-        a, a_dot = pf.dense_step(pf.LayerParams(_t(self.weights), _t(self.bias)), self.direction(), x, x_dot,
-                                 self.perturbed, self.cfg.fmt)
+        layer = pf.LayerParams(_t(self.weights), _t(self.bias))
+        if ctrl[PCTRL_PERTURBED]:
+            layer = pf.perturbed_layer(layer, self.direction(), self.cfg.fmt)
+        a, a_dot = pf.dense_step(layer, self.direction(), x, x_dot, self.tangent_mask, self.cfg.fmt)
         self.a_out.send(a.numpy())
         self.adot_out.send(a_dot.numpy())
 
@@ -176,7 +182,7 @@ class PyPerturbLossFixed(PyLoihiProcessModel):
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
         if ctrl[PCTRL_UPDATE]:
-            self.d_out.send(pf.third_factor(_t(self.D), self.cfg.fmt).numpy())
+            self.d_out.send(pf.third_factor(_t(self.D), self.cfg.third_factor_shift).numpy())
             self.D[:] = 0
         else:
             self.d_out.send(np.zeros(self.D.shape, dtype=INT))
@@ -186,7 +192,15 @@ class PyPerturbLossFixed(PyLoihiProcessModel):
             self.ydot_acc[:] = 0
         self.y_acc[:] = self.y_acc + y
         self.ydot_acc[:] = self.ydot_acc + y_dot
-        if ctrl[PCTRL_SAMPLE_END]:
+        if ctrl[PCTRL_SAMPLE_END] and self.cfg.mode == "weight":
+            e2 = int(pf.squared_error(_t(self.y_acc), _t(target)))
+            if ctrl[PCTRL_PERTURBED]:
+                self.D[:] = self.D + e2
+            else:
+                self.D[:] = self.D - e2
+                self.sum_e2[:] = self.sum_e2 + e2
+                self.samples[:] = self.samples + 1
+        elif ctrl[PCTRL_SAMPLE_END]:
             sum_e2, D = pf.loss_terms(_t(self.y_acc), _t(self.ydot_acc), _t(target))
             self.D[:] = self.D + D.numpy()
             self.sum_e2[:] = self.sum_e2 + int(sum_e2)

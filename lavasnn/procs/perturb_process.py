@@ -2,9 +2,11 @@
 
 Equations: :mod:`lavasnn.engine.perturb_fixed`; the models in ``perturb_models.py`` call its
 functions, as the batched engine does. Fixed point only. Every process receives the control
-vector ``(sample_start, sample_end, update)`` from the :class:`PerturbStream`; a training batch
-is its samples, T steps each, then one update step in which the loss neuron sends the third
-factors d (one per direction) and every :class:`PerturbDense` updates its weights.
+vector ``(sample_start, sample_end, update, perturbed)`` from the :class:`PerturbStream`; a
+training batch is its samples, T steps each (weight perturbation: each sample twice, the second
+run with ``perturbed`` set, when every :class:`PerturbDense` adds its perturbation), then one
+update step in which the loss neuron sends the third factors d (one per direction) and every
+:class:`PerturbDense` updates its weights.
 
 Wiring (``lavasnn.backends.perturb_lava``)::
 
@@ -22,13 +24,13 @@ from lava.magma.core.process.variable import Var
 from lavasnn.engine.perturb_fixed import FixedNetConfig, target_int
 from lavasnn.errors import UserError
 
-PCTRL_SAMPLE_START, PCTRL_SAMPLE_END, PCTRL_UPDATE = range(3)
-PCTRL_SIZE = 3
+PCTRL_SAMPLE_START, PCTRL_SAMPLE_END, PCTRL_UPDATE, PCTRL_PERTURBED = range(4)
+PCTRL_SIZE = 4
 
 
 class PerturbStream(AbstractProcess):
-    """Streams training samples: input x (rounded to ``in_frac`` bits) for T steps per sample,
-    the sample's integer target, and the control vector; after every batch of ``cfg.batch``
+    """Streams training samples: input x (rounded to ``in_frac`` bits) for T steps per sample
+    (``cfg.passes`` times), the sample's integer target, and the control vector; after every batch of ``cfg.batch``
     samples (and at the end of each epoch of ``epoch_len`` samples) one update step.
 
     ``x`` (N, n_in) real in [-1, 1], ``target`` (N, n_out) real, ``order`` the sample indices in
@@ -52,7 +54,8 @@ class PerturbStream(AbstractProcess):
 
 class PerturbDense(AbstractProcess):
     """Layer ``layer``'s synapses: weights and bias (integers in [-256, 255]) that learn from
-    the third factor ``d_in[cfg.direction_of(layer)]``; sends a and its tangents a_dot (D, n_out)."""
+    the third factor ``d_in[cfg.direction_of(layer)]``; sends a and its tangents a_dot (D, n_out)
+    (weight mode: a with the perturbed weights on a sample's second run, a_dot = 0)."""
 
     def __init__(self, *, cfg: FixedNetConfig, layer: int, weights: np.ndarray, bias: np.ndarray, updates: int = 0,
                  name: str | None = None) -> None:
@@ -92,7 +95,8 @@ class PerturbLIF(AbstractProcess):
 
 class PerturbLoss(AbstractProcess):
     """Readout and loss neurons: sums the readout over each sample (y_acc, y_dot_acc), adds
-    ``e y_dot`` to D per direction at the sample's end, and in the update step sends
+    ``e y_dot`` to D per direction at the sample's end (weight mode: ``e^2`` of the perturbed
+    run minus ``e^2`` of the plain run), and in the update step sends
     ``d = clip(D >> d_shift)`` and clears D. ``sum_e2`` and ``samples`` count the training loss."""
 
     def __init__(self, *, cfg: FixedNetConfig, name: str | None = None) -> None:

@@ -2,9 +2,10 @@
 
 ``lavasnn train perturb --precision fixed`` (engine) and ``--backend lava-sim`` train a spiking
 MLP with :mod:`lavasnn.engine.perturb_fixed`: integer weights, one tangent compartment per
-direction, SGD with the third factor d. Both backends draw the same sample orders from the
-seed and end with the same integer weights. Tasks: ``mexican-hat`` and ``npz:FILE`` (inputs in
-[-1, 1]); modes ``global`` and ``layerwise``; surrogate derivative only (module docstring of
+direction (or, for weight perturbation, two runs per sample), SGD with the third factor d. Both
+backends draw the same sample orders from the seed and end with the same integer weights.
+Tasks: ``mexican-hat`` and ``npz:FILE`` (inputs in [-1, 1]); modes ``global``, ``layerwise``
+and ``weight``; surrogate derivative only (module docstring of
 :mod:`lavasnn.engine.perturb_fixed` says why).
 
 Lava runs about a hundred steps per second here, so ``lava-sim`` trains on a random subset of
@@ -29,11 +30,13 @@ from lavasnn.errors import UserError
 from lavasnn.train import runs
 from lavasnn.train.perturb import SETTINGS, build_task, plot_curve, plot_prediction, rel_l2, settings_key
 
-FIXED_MODES = ("global", "layerwise")
+FIXED_MODES = pf.MODES
 LAVA_LIMIT = 400
 # Defaults of the fixed-point rule, chosen with bench/bench_perturb_onchip.py (see its JSON).
 # lava-sim trains on LAVA_LIMIT samples, so it takes smaller batches to make as many updates.
-FIXED_TRAIN = {"lr": {"global": 0.012, "layerwise": 0.03}, "lr_decay": 0.85,
+# weight: 0.03 of 0.003 / 0.01 / 0.03 / 0.05 (full grid: 0.63 / 0.59 / 0.41 / - after 5 epochs,
+# 0.356 / 0.365 for 0.03 / 0.05 after 15).
+FIXED_TRAIN = {"lr": {"global": 0.012, "layerwise": 0.03, "weight": 0.03}, "lr_decay": 0.85,
                "batch": {"engine": 100, "lava-sim": 20}, "epochs": {"engine": 15, "lava-sim": 10}}
 
 
@@ -74,7 +77,7 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
         if out is None:
             raise UserError("--out DIR is required for a new run")
         if mode not in FIXED_MODES:
-            raise UserError(f"fixed-point (on-chip) perturbation learning supports --mode {' or '.join(FIXED_MODES)}, "
+            raise UserError(f"fixed-point (on-chip) perturbation learning supports --mode {', '.join(FIXED_MODES)}, "
                             f"not {mode!r}")
         if grad != "surrogate":
             raise UserError("fixed-point (on-chip) perturbation learning supports --grad surrogate only")
@@ -127,7 +130,8 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
             "config": {**cfg.__dict__, "sizes": list(cfg.sizes), "fmt": cfg.fmt.to_dict()}, "epochs": n_epochs,
             "epoch": epoch + 1, "updates": n_updates, "rng_state": states[epoch - start_epoch], "history": history,
             "subset": subset.tolist(), "train_seconds": train_seconds})
-        metrics = {"rel_l2": err, "task": task, "mode": cfg.mode, "grad": "surrogate", "backend": backend,
+        metrics = {"rel_l2": err, "task": task, "mode": cfg.mode, "grad": "none" if cfg.mode == "weight" else "surrogate",
+                   "backend": backend,
                    "precision": "fixed", "steps": n_updates, "forward_passes_per_step": cost.forward_passes,
                    "macs_per_step": cost.macs, "seconds_per_step": train_seconds / n_updates,
                    "n_params": sum(p.numel() for l in layers for p in l), "train_samples": len(subset),
