@@ -26,6 +26,7 @@ import platform
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,13 @@ from lavasnn.train import runs
 from lavasnn.train.biograd import train_biograd
 
 STEPS = 50
+BATCH = 32  # both methods; BioGradConfig's default (see its comment)
 
 
 def biograd_run(data: str, hidden: tuple[int, ...], epochs: int, precision: str = "float", sleep: bool = True,
-                backend: str = "engine", limit: int | None = None, lr: float = 1e-3) -> dict:
-    cfg = BioGradConfig(hidden=hidden, steps=STEPS, error_start=round(0.32 * STEPS), epochs=epochs,
-                        precision=precision, sleep=sleep, lr=lr)
+                backend: str = "engine", limit: int | None = None, lr: float = 1e-3, seed: int = 0) -> dict:
+    cfg = BioGradConfig(hidden=hidden, steps=STEPS, error_start=round(0.32 * STEPS), epochs=epochs, batch=BATCH,
+                        precision=precision, sleep=sleep, lr=lr, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         m = train_biograd(cfg, data, Path(tmp) / "run", backend=backend, limit=limit, progress=False,
@@ -57,8 +59,8 @@ def biograd_run(data: str, hidden: tuple[int, ...], epochs: int, precision: str 
             "samples_per_s": m["samples_per_s"], "seconds": time.perf_counter() - t0}
 
 
-def backprop_run(data: str, hidden: tuple[int, ...], epochs: int) -> dict:
-    cfg = BackpropConfig(hidden=hidden, steps=STEPS, epochs=epochs)
+def backprop_run(data: str, hidden: tuple[int, ...], epochs: int, seed: int = 0) -> dict:
+    cfg = BackpropConfig(hidden=hidden, steps=STEPS, epochs=epochs, batch=BATCH, seed=seed)
     t0 = time.perf_counter()
     m = train_backprop(load_dataset(data), cfg)
     return {"method": "backprop", "data": data, "hidden": list(hidden), "precision": "float", "epochs": epochs,
@@ -68,25 +70,25 @@ def backprop_run(data: str, hidden: tuple[int, ...], epochs: int) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-def suite(name: str, epochs: int) -> list:
+def suite(name: str, epochs: int, seed: int) -> list:
     """(label, callable) pairs of a suite."""
+    bg, bp = partial(biograd_run, seed=seed), partial(backprop_run, seed=seed)
     if name == "mnist":
         runs = []
         for hidden in ((100,), (500, 100)):
-            runs += [(f"backprop {hidden}", lambda h=hidden: backprop_run("mnist5k", h, epochs)),
-                     (f"biograd float sleep {hidden}", lambda h=hidden: biograd_run("mnist5k", h, epochs)),
-                     (f"biograd float no-sleep {hidden}",
-                      lambda h=hidden: biograd_run("mnist5k", h, epochs, sleep=False))]
-        runs.append(("biograd fixed sleep (100,)", lambda: biograd_run("mnist5k", (100,), epochs, precision="fixed")))
+            runs += [(f"backprop {hidden}", partial(bp, "mnist5k", hidden, epochs)),
+                     (f"biograd float sleep {hidden}", partial(bg, "mnist5k", hidden, epochs)),
+                     (f"biograd float no-sleep {hidden}", partial(bg, "mnist5k", hidden, epochs, sleep=False))]
+        runs.append(("biograd fixed sleep (100,)", partial(bg, "mnist5k", (100,), epochs, precision="fixed")))
         return runs
     if name == "events":
-        return [("backprop nmnist-sim (100,)", lambda: backprop_run("nmnist-sim", (100,), epochs)),
-                ("biograd nmnist-sim (100,)", lambda: biograd_run("nmnist-sim", (100,), epochs))]
+        return [("backprop nmnist-sim (100,)", partial(bp, "nmnist-sim", (100,), epochs)),
+                ("biograd nmnist-sim (100,)", partial(bg, "nmnist-sim", (100,), epochs))]
     if name == "throughput":  # on chip first: Lava must fork before torch.compile starts threads
-        return [("lava-sim fixed, 20 samples", lambda: biograd_run("mnist5k", (100,), 1, precision="fixed",
-                                                                   backend="lava-sim", limit=20)),
-                ("engine float 1 epoch", lambda: biograd_run("mnist5k", (100,), 1)),
-                ("engine fixed 1 epoch", lambda: biograd_run("mnist5k", (100,), 1, precision="fixed"))]
+        return [("lava-sim fixed, 20 samples", partial(bg, "mnist5k", (100,), 1, precision="fixed",
+                                                       backend="lava-sim", limit=20)),
+                ("engine float 1 epoch", partial(bg, "mnist5k", (100,), 1)),
+                ("engine fixed 1 epoch", partial(bg, "mnist5k", (100,), 1, precision="fixed"))]
     raise SystemExit(f"unknown suite {name!r}: mnist, events, throughput")
 
 
@@ -94,15 +96,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="throughput,mnist,events")
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "biograd.json"))
     args = parser.parse_args()
     out = Path(args.out)
-    report = {"benchmark": "biograd", "steps": STEPS,
+    report = {"benchmark": "biograd", "steps": STEPS, "batch": BATCH, "seed": args.seed,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0]},
               "runs": []}
     for name in args.suite.split(","):
-        for label, run in suite(name, args.epochs):
+        for label, run in suite(name, args.epochs, args.seed):
             print(f"== {name}: {label}", flush=True)
             result = {"suite": name, "label": label, **run()}
             print(f"   test accuracy {result['test_accuracy']:.4f}, {result['samples_per_s']:.1f} samples/s",
