@@ -193,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_int_list, default=[500, 100], help="hidden sizes, e.g. 500,100")
     p.add_argument("--epochs", type=_positive_int, default=15,
                    help="default 15, the budget of bench/bench_biograd.py")
-    p.add_argument("--batch", type=_positive_int, default=32,
-                   help="samples per weight update (default 32; the authors used 128 on full N-MNIST)")
+    p.add_argument("--batch", type=_positive_int, default=None,
+                   help="samples per weight update and sleep phase (default 32; 128 with --rule loihi2)")
     p.add_argument("--steps", type=_positive_int, default=50, help="time steps per sample")
     p.add_argument("--error-start", type=int, default=None, help="first step of error feedback (default 0.32 T)")
     p.add_argument("--lr", type=_positive_float, default=1e-3)

@@ -81,6 +81,14 @@ def test_config_errors_name_the_parameter():
         bg.BioGradConfig(lr=-1)
 
 
+def test_batch_defaults_per_rule_and_an_explicit_batch_wins():
+    assert bg.BioGradConfig().batch == 32
+    assert bg.BioGradConfig(rule="loihi2", precision="fixed").batch == 128
+    assert bg.BioGradConfig(rule="loihi2", precision="fixed", batch=16).batch == 16
+    with pytest.raises(UserError, match="batch must be a positive integer"):
+        bg.BioGradConfig(batch=0)
+
+
 @pytest.mark.lava
 @pytest.mark.parametrize("precision", ["fixed", "float"])
 def test_on_chip_training_ends_with_the_engines_weights(precision):

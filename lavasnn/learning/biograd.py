@@ -70,10 +70,12 @@ class BioGradConfig:
     # per-epoch decay of lr: epoch e (0-based) updates the forward weights and biases with
     # lr * lr_decay**e (rule "exact", engine backend; 1.0: constant lr). Sleep keeps sleep_lr.
     lr_decay: float = 1.0
-    # The authors used 128 on 50,000 digits (390 updates per epoch); on the 4,000-digit subset
-    # 128 leaves 31 updates per epoch, too few for plain SGD in 15 epochs: 32 gives 125
-    # (bench/results/biograd.json; on chip the update is per sample anyway)
-    batch: int = 32
+    # samples per update and sleep phase; None: 32 for rule "exact", 128 for "loihi2". The
+    # authors used 128 on 50,000 digits (390 updates per epoch); on the 4,000-digit subset 128
+    # leaves 31 updates per epoch, too few for plain SGD in 15 epochs: 32 gives 125
+    # (bench/results/biograd.json). Rule "loihi2" applies every sample's own update, so its batch
+    # only sets how often it sleeps: 128 (0.882) beats 32 (0.808; bench/results/biograd_loihi2*.json)
+    batch: int | None = None
     epochs: int = 10
     sleep: bool = True
     sleep_steps: int = 50
@@ -105,6 +107,8 @@ class BioGradConfig:
             raise UserError(f"rule {self.rule!r} is not one of: {', '.join(RULES)}")
         if self.v_frac_bits is None:
             object.__setattr__(self, "v_frac_bits", 17 if self.rule == "loihi2" else 15)
+        if self.batch is None:
+            object.__setattr__(self, "batch", 128 if self.rule == "loihi2" else 32)
         if self.rule == "loihi2":
             if self.precision != "fixed":
                 raise UserError("rule 'loihi2' runs in fixed point only: use precision 'fixed' "
