@@ -279,17 +279,16 @@ def lif_step(a: torch.Tensor, a_dot: torch.Tensor, state: NeuronState, cfg: Fixe
     return s * f.one, s_dot, NeuronState(v - cfg.vth * s, v_dot)
 
 
-def squared_error(y_acc: torch.Tensor, t_int: torch.Tensor) -> torch.Tensor:
-    """The sum of e^2, e = y_acc - t_int, over samples y_acc (..., n_out) and integer targets t_int."""
+def loss_terms(y_acc: torch.Tensor, y_dot_acc: torch.Tensor, t_int: torch.Tensor, cfg: FixedNetConfig,
+               perturbed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of e^2, contributions to D (n_dirs,)) for samples y_acc (..., n_out) and integer targets
+    t_int (:func:`target_int`), e = y_acc - t_int: ``sum e y_dot`` per direction, or in weight
+    mode ``-sum e^2`` for the plain run and ``+sum e^2`` for the ``perturbed`` one."""
     e = y_acc - t_int
-    return (e * e).sum()
-
-
-def loss_terms(y_acc: torch.Tensor, y_dot_acc: torch.Tensor, t_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of e^2, D_k contributions (D,)) for samples y_acc (..., n_out) and integer targets
-    t_int (:func:`target_int`), e = y_acc - t_int."""
-    e = y_acc - t_int
-    return squared_error(y_acc, t_int), (e * y_dot_acc).reshape(y_dot_acc.shape[0], -1).sum(dim=1)
+    sum_e2 = (e * e).sum()
+    if cfg.mode == "weight":
+        return sum_e2, (sum_e2 if perturbed else -sum_e2).reshape(1)
+    return sum_e2, (e * y_dot_acc).reshape(y_dot_acc.shape[0], -1).sum(dim=1)
 
 
 def target_int(target: torch.Tensor, cfg: FixedNetConfig) -> torch.Tensor:
@@ -374,13 +373,10 @@ class FixedForwardGradEngine:
         """One training step on a batch; returns its loss mean((y - t)^2) before the update
         (``events``: see :meth:`forward`)."""
         dirs, t_int = self.directions(), target_int(target, self.cfg)
+        sum_e2, D = loss_terms(*self.forward(x, events=events, directions=dirs), t_int, self.cfg)
         if self.cfg.mode == "weight":
             shifted = [perturbed_layer(layer, u, self.cfg.fmt) for layer, u in zip(self.layers, dirs)]
-            sum_e2 = squared_error(self.forward(x, events=events)[0], t_int)
-            D = (squared_error(self.forward(x, events=events, layers=shifted)[0], t_int) - sum_e2).reshape(1)
-        else:
-            y_acc, y_dot_acc = self.forward(x, events=events, directions=dirs)
-            sum_e2, D = loss_terms(y_acc, y_dot_acc, t_int)
+            D = D + loss_terms(*self.forward(x, events=events, layers=shifted), t_int, self.cfg, perturbed=True)[1]
         d = third_factor(D, self.cfg.third_factor_shift)
         self.layers = [update_layer(layer, u, int(d[self.cfg.direction_of(l)]), self.cfg, l, self.updates)
                        for l, (layer, u) in enumerate(zip(self.layers, dirs))]

@@ -192,16 +192,10 @@ class PyPerturbLossFixed(PyLoihiProcessModel):
             self.ydot_acc[:] = 0
         self.y_acc[:] = self.y_acc + y
         self.ydot_acc[:] = self.ydot_acc + y_dot
-        if ctrl[PCTRL_SAMPLE_END] and self.cfg.mode == "weight":
-            e2 = int(pf.squared_error(_t(self.y_acc), _t(target)))
-            if ctrl[PCTRL_PERTURBED]:
-                self.D[:] = self.D + e2
-            else:
-                self.D[:] = self.D - e2
-                self.sum_e2[:] = self.sum_e2 + e2
-                self.samples[:] = self.samples + 1
-        elif ctrl[PCTRL_SAMPLE_END]:
-            sum_e2, D = pf.loss_terms(_t(self.y_acc), _t(self.ydot_acc), _t(target))
+        if ctrl[PCTRL_SAMPLE_END]:
+            sum_e2, D = pf.loss_terms(_t(self.y_acc), _t(self.ydot_acc), _t(target), self.cfg,
+                                      perturbed=bool(ctrl[PCTRL_PERTURBED]))
             self.D[:] = self.D + D.numpy()
-            self.sum_e2[:] = self.sum_e2 + int(sum_e2)
-            self.samples[:] = self.samples + 1
+            if not ctrl[PCTRL_PERTURBED]:  # the training loss counts each sample's plain run
+                self.sum_e2[:] = self.sum_e2 + int(sum_e2)
+                self.samples[:] = self.samples + 1
