@@ -16,16 +16,17 @@ from lavasnn.learning import perturb as pt
 from lavasnn.models.operator import NeuronConfig, SpikingMLP
 
 
-def _engine(mode: str = "global", seed: int = 1) -> tuple[pf.FixedForwardGradEngine, SpikingMLP, list]:
+def _engine(mode: str = "global", seed: int = 1, width: float = 0.05
+            ) -> tuple[pf.FixedForwardGradEngine, SpikingMLP, list]:
     model = SpikingMLP((2, 16, 16, 1), NeuronConfig(steps=16, dv=410 / 4096))
-    cfg = pf.FixedNetConfig(model.sizes, mode=mode, seed=seed)
+    cfg = pf.FixedNetConfig(model.sizes, mode=mode, seed=seed, surrogate_width=width)
     layers = pf.quantize_params(model.init(np.random.default_rng(seed)))
     return pf.FixedForwardGradEngine(cfg, layers), model, layers
 
 
 def test_fixed_point_tangents_match_float_forward_mode():
     """The integer network and its tangent compartments follow the float dual-number model."""
-    engine, model, layers = _engine("global")
+    engine, model, layers = _engine("global", width=0.3)
     rng = np.random.default_rng(0)
     x = torch.as_tensor(np.round(rng.uniform(-1, 1, (200, 2)) * 128) / 128)
     y_acc, y_dot_acc = engine.forward(x)
@@ -189,3 +190,23 @@ def test_event_count_follows_the_spikes():
     more: dict = {}
     engine.forward(x, events=more)
     assert more["forward"] > events["forward"] and more["tangent"] > events["tangent"]
+
+
+def test_narrower_surrogate_sends_fewer_tangent_events():
+    """The lookup table is zero outside about 4 widths of the threshold, so a narrower surrogate
+    leaves fewer non-zero graded tangents to send, while spikes and the table's peak follow phi."""
+    engine, _, layers = _engine("global")
+    x = torch.as_tensor(np.random.default_rng(3).uniform(-1, 1, (50, 2)))
+    counts, peaks = {}, {}
+    for width in (0.3, 0.05):
+        cfg = pf.FixedNetConfig(engine.cfg.sizes, mode="global", seed=1, surrogate_width=width)
+        table = pf.surrogate_table(cfg)
+        peaks[width] = int(table.max())
+        events: dict = {}
+        pf.FixedForwardGradEngine(cfg, layers).forward(x, events=events)
+        counts[width] = events
+    assert counts[0.05]["forward"] == counts[0.3]["forward"]
+    assert counts[0.05]["tangent"] < 0.8 * counts[0.3]["tangent"]
+    assert peaks[0.05] == round(256 / (np.sqrt(2 * np.pi) * 0.05))
+    with pytest.raises(UserError, match="surrogate_width"):
+        pf.FixedNetConfig((2, 4, 1), surrogate_width=0)

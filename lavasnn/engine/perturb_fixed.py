@@ -33,7 +33,7 @@ a hidden LIF neuron (soft reset, the tangent follows the voltage with the spike 
     v'_dot_k = v_dot_k - ((v_dot_k dv) >> 12) + a_dot_k,          v_dot_k = v'_dot_k
     s_dot_k  = (phi(v' - vth) v'_dot_k) >> (phi_frac + v_frac - in_frac)
 
-with ``phi`` the Gaussian surrogate of width 0.3 (dH/dv, :func:`surrogate_table`) from a
+with ``phi`` the Gaussian surrogate of width ``surrogate_width`` (0.05 vth; dH/dv, :func:`surrogate_table`) from a
 lookup table with ``phi_frac`` = 8 bits, sent on as spike ``s one`` and tangent s_dot; the
 readout layer's a and a_dot are summed over the T steps of a sample (``y = y_acc / (T 2^v_frac)``,
 the rate-decoded ``W r + b``). Per sample the loss neuron adds, with ``e = y_acc - round(t T 2^v_frac)``::
@@ -92,7 +92,6 @@ DIR_MEAN, DIR_VAR = 510, 21845  # Irwin-Hall mean and variance: 4 (256^2 - 1) / 
 W_MIN, W_MAX = -256, 255
 D_MAX = (1 << 23) - 1  # the third factor is a 24-bit graded spike
 DECAY_UNITY = 4096
-SURROGATE_WIDTH = 0.3
 MODES = ("global", "layerwise", "weight")
 
 
@@ -139,6 +138,7 @@ class FixedNetConfig:
     seed: int = 0
     lr_decay: float = 1.0  # lr_k = lr lr_decay^(k // updates_per_epoch) at update k
     updates_per_epoch: int = 1
+    surrogate_width: float = 0.05  # of the Gaussian surrogate, in units of vth (see FIXED_TRAIN)
     fmt: FixedFormat = FixedFormat()
 
     def __post_init__(self) -> None:
@@ -154,6 +154,8 @@ class FixedNetConfig:
             raise UserError(f"lr must be > 0 and lr_decay in (0, 1], got {self.lr} and {self.lr_decay}")
         if self.updates_per_epoch < 1:
             raise UserError(f"updates_per_epoch must be >= 1, got {self.updates_per_epoch}")
+        if not self.surrogate_width > 0:
+            raise UserError(f"surrogate_width must be > 0, got {self.surrogate_width}")
 
     @property
     def n_layers(self) -> int:
@@ -232,11 +234,11 @@ def perturbed_layer(layer: LayerParams, u: LayerParams, fmt: FixedFormat) -> Lay
 
 def surrogate_table(cfg: FixedNetConfig) -> torch.Tensor:
     """phi_frac-bit integers of the Gaussian surrogate ``phi(x) = exp(-x^2 / 2w^2) / (sqrt(2 pi) w)``,
-    w = 0.3 vth, per unit potential, at x = i 2^phi_index_shift / 2^v_frac, i in [-n, n]
+    w = surrogate_width vth, per unit potential, at x = i 2^phi_index_shift / 2^v_frac, i in [-n, n]
     (entry n is x = 0); x outside the table gives 0."""
     f = cfg.fmt
     vth_real = cfg.vth / 2 ** f.v_frac
-    width = SURROGATE_WIDTH * vth_real
+    width = cfg.surrogate_width * vth_real
     n = math.ceil(4 * width * 2 ** f.v_frac / 2 ** f.phi_index_shift)
     x = np.arange(-n, n + 1) * 2.0 ** (f.phi_index_shift - f.v_frac)
     phi = np.exp(-0.5 * (x / width) ** 2) / (math.sqrt(2 * math.pi) * width)
