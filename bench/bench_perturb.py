@@ -12,15 +12,19 @@ Writes ``bench/results/perturb_<task>.json`` with
   variance grows with the number of weights sharing a scalar: cosine ~ 1/sqrt(n)), the error
   after ``--scaling-epochs`` epochs and the MACs per step.
 
-Usage: ``python bench/bench_perturb.py --task mexican-hat [--epochs N] [--skip-scaling]``.
+Each run also records its full training configuration (``settings``).
+
+Usage: ``python bench/bench_perturb.py --task mexican-hat [--epochs N] [--skip-scaling] [--jobs 2]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,17 +40,24 @@ MODES = ("global", "layerwise", "weight", "bp")
 COSINE_DIRECTIONS = 32
 
 
-def run_modes(task: str, grad: str, epochs: int | None, seed: int, workdir: Path) -> dict:
-    out = {}
-    for mode in MODES:
-        t0 = time.perf_counter()
-        m = train_perturb(task, mode, grad, "engine", workdir / mode, epochs, seed, progress=False,
-                          log=lambda s: None)
-        m["wall_seconds"] = time.perf_counter() - t0
-        out[mode] = m
-        print(f"{task} {mode}: rel L2 {m['rel_l2']:.4f}, {m['macs_per_step']:.3g} MACs/step, "
-              f"{m['seconds_per_step'] * 1e3:.1f} ms/step, {m['activation_bytes_per_step']} B held", flush=True)
-    return out
+def run_mode(task: str, mode: str, grad: str, epochs: int | None, seed: int, workdir: Path, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    m = train_perturb(task, mode, grad, "engine", workdir / mode, epochs, seed, progress=False, log=lambda s: None)
+    m["wall_seconds"] = time.perf_counter() - t0
+    m["settings"] = SETTINGS[settings_key(task)].config(mode).to_dict()
+    print(f"{task} {mode}: rel L2 {m['rel_l2']:.4f}, {m['macs_per_step']:.3g} MACs/step, "
+          f"{m['seconds_per_step'] * 1e3:.1f} ms/step, {m['activation_bytes_per_step']} B held", flush=True)
+    return m
+
+
+def run_modes(task: str, grad: str, epochs: int | None, seed: int, workdir: Path, threads: int, jobs: int) -> dict:
+    """One training run per mode, ``jobs`` at a time (separate processes, ``threads`` each)."""
+    args = [(task, mode, grad, epochs, seed, workdir, threads) for mode in MODES]
+    if jobs == 1:
+        return {mode: run_mode(*a) for mode, a in zip(MODES, args)}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return dict(zip(MODES, pool.map(run_mode, *zip(*args))))
 
 
 def cost_vs_bp(results: dict) -> dict:
@@ -84,7 +95,7 @@ def scaling(task: str, widths: list[int], epochs: int, seed: int) -> list[dict]:
         y = torch.as_tensor(t.y_train / y_scale, dtype=torch.float32)
         row = {"width": width}
         for mode in ("global", "layerwise", "bp"):
-            cfg = replace(s.train, mode=mode, lr=s.lr[mode], epochs=epochs, seed=seed)
+            cfg = s.config(mode, epochs=epochs, seed=seed)
             rng = np.random.default_rng(seed)
             steps = -(-t.n_train // cfg.batch)
             engine = PerturbEngine(t.model, t.model.init(rng), cfg, steps)
@@ -117,15 +128,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: the task's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
-    ap.add_argument("--scaling-epochs", type=int, default=10)
+    ap.add_argument("--scaling-epochs", type=int, default=30)
     ap.add_argument("--skip-scaling", action="store_true")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per training run")
+    ap.add_argument("--jobs", type=int, default=1, help="training runs at a time (processes)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_modes(args.task, args.grad, args.epochs, args.seed, Path(tmp))
-    report = {"task": args.task, "grad": args.grad, "seed": args.seed, "threads": args.threads,
+        results = run_modes(args.task, args.grad, args.epochs, args.seed, Path(tmp), args.threads, args.jobs)
+    report = {"task": args.task, "grad": args.grad, "seed": args.seed, "threads": args.threads, "jobs": args.jobs,
               "device": "cpu", "settings": {k: str(v) for k, v in SETTINGS[settings_key(args.task)].__dict__.items()},
               "runs": results, "cost_vs_bp": cost_vs_bp(results)}
     if not args.skip_scaling:
