@@ -2,7 +2,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
 from lavasnn.cli import main
+from lavasnn.train import runs
 
 from conftest import REPO
 
@@ -60,3 +63,24 @@ def test_cli_train_perturb_one_epoch_writes_metrics(tmp_path, capsys):
     assert metrics["mode"] == "layerwise" and 0 < metrics["rel_l2"] < 1.5
     assert main(["train", "perturb", "--backend", "lava-sim", "--precision", "float", "--out", str(tmp_path / "x")]) == 2
     assert "fixed point only" in capsys.readouterr().err
+
+
+def test_cli_train_perturb_lr_and_batch_and_divergence(tmp_path, capsys):
+    """--lr and --batch reach the run's configuration; a diverging run stops with a one-line
+    error before it writes the diverged epoch."""
+    out = tmp_path / "div"
+    assert main(["train", "perturb", "--task", "mexican-hat", "--mode", "global", "--epochs", "2", "--lr", "10",
+                 "--batch", "1000", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "diverged in epoch 2" in err and "keeps epoch 1" in err and "smaller --lr (this run's: 10)" in err
+    assert "Traceback" not in err
+    arrays, attrs = runs.load_checkpoint(out)
+    assert attrs["epoch"] == 1 and all(np.isfinite(a).all() for layer in arrays.values() for a in layer)
+    ok = tmp_path / "ok"
+    assert main(["train", "perturb", "--task", "mexican-hat", "--mode", "layerwise", "--epochs", "1", "--lr", "0.02",
+                 "--batch", "2500", "--out", str(ok), "--no-progress"]) == 0
+    assert json.loads((ok / "metrics.json").read_text())["steps"] == 4
+    config = runs.load_checkpoint(ok)[1]["config"]
+    assert config["lr"] == 0.02 and config["batch"] == 2500 and config["optimizer"] == "sgd"
+    assert main(["train", "perturb", "--resume", str(ok), "--lr", "0.1"]) == 2
+    assert "a resumed run keeps its own" in capsys.readouterr().err
