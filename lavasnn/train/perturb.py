@@ -15,7 +15,8 @@ relative L2 error ``||pred - y|| / ||y||`` is on the original scale, over the wh
 Per epoch: shuffle, train batch by batch, evaluate, then write ``checkpoint.h5`` (parameters,
 Adam moments, configuration, shuffling RNG state, update counter, history),
 ``loss_curve.json`` and ``metrics.json`` atomically; at the end ``loss_curve.png`` and
-``prediction.png``. Directions
+``prediction.png``. An epoch whose mean loss is not finite stops the run with a
+:class:`~lavasnn.errors.UserError` before it is written (the checkpoint keeps the last finite epoch). Directions
 and Stein noise are keyed by the update counter, so ``resume`` ends with the same weights as
 a run that was never interrupted.
 """
