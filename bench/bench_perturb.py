@@ -45,7 +45,7 @@ def run_mode(task: str, mode: str, grad: str, epochs: int | None, seed: int, wor
     t0 = time.perf_counter()
     m = train_perturb(task, mode, grad, "engine", workdir / mode, epochs, seed, progress=False, log=lambda s: None)
     m["wall_seconds"] = time.perf_counter() - t0
-    m["settings"] = SETTINGS[settings_key(task)].config(mode).to_dict()
+    m["settings"] = runs.load_checkpoint(workdir / mode)[1]["config"]  # as trained, overrides included
     print(f"{task} {mode}: rel L2 {m['rel_l2']:.4f}, {m['macs_per_step']:.3g} MACs/step, "
           f"{m['seconds_per_step'] * 1e3:.1f} ms/step, {m['activation_bytes_per_step']} B held", flush=True)
     return m

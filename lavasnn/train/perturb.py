@@ -351,13 +351,14 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
             bar.set_postfix(loss=f"{losses[-1]:.3g}")
         bar.close()
         total_seconds += seconds
-        if not np.isfinite(np.mean(losses)):
+        train_loss = float(np.mean(losses))
+        if not np.isfinite(train_loss):
             kept = f"{run_dir} keeps epoch {epoch}" if epoch else f"{run_dir} holds no finished epoch"
-            raise UserError(f"training diverged in epoch {epoch + 1} (loss {np.mean(losses):.3g}); {kept}; "
+            raise UserError(f"training diverged in epoch {epoch + 1} (loss {train_loss:.3g}); {kept}; "
                             f"start again with a smaller --lr (this run's: {cfg.lr:g})")
         pred = predict(engine, t, t.test_inputs, len(t.y_test), y_scale)
         err = rel_l2(pred, t.y_test)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "rel_l2": err,
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "rel_l2": err,
                         "seconds": seconds})
         runs.save_checkpoint(run_dir, _arrays(engine), {
             "algorithm": "perturb", "task": task, "seed": seed, "backend": backend, "config": cfg.to_dict(),
