@@ -13,7 +13,7 @@ from lavasnn.data.sciml import mexican_hat
 from lavasnn.engine.perturb import PerturbConfig, PerturbEngine, step_cost
 from lavasnn.errors import UserError
 from lavasnn.learning import perturb as pt
-from lavasnn.models.operator import NeuronConfig, SpikingDeepONet, SpikingMLP, SpikingSepONet
+from lavasnn.models.operator import NeuronConfig, SpikingDeepONet, SpikingMLP, SpikingSepONet, add_tangents
 from lavasnn.train import runs
 from lavasnn.train.perturb import train_perturb
 
@@ -44,6 +44,21 @@ def test_dual_numbers_match_exact_jvp(case):
     _, y_dot_l = model.forward_dual(params, pt.layerwise_tangents(v), inputs, SURROGATE.derivative)
     assert y_dot_l.shape[0] == len(params)
     assert torch.allclose(y_dot_l.sum(dim=0), y_dot_ref, atol=1e-5)
+
+
+def test_tangents_carry_only_the_directions_that_reach_them():
+    """A direction that is zero on every group is never carried, and the full tangent is zero
+    there; overlapping directions add up (global and layer-wise share the code)."""
+    model, params, x = tiny_models()[0]
+    tangents = pt.layerwise_tangents(pt.directions(0, 3, params))
+    for q in tangents[0]:
+        q.zero_()  # direction 0 lived only on the first layer
+    _, live, y_dot = model.forward_live(params, tangents, x, SURROGATE.derivative)
+    assert live.tolist() == [1, 2]
+    _, full = model.forward_dual(params, tangents, x, SURROGATE.derivative)
+    assert not full[0].any() and torch.equal(full[1:], y_dot)
+    live, total = add_tangents([(torch.tensor([0, 2]), torch.ones(2, 3)), (torch.tensor([2, 3]), 2 * torch.ones(2, 3))])
+    assert live.tolist() == [0, 2, 3] and total[:, 0].tolist() == [1.0, 3.0, 2.0]
 
 
 def test_seponet_is_the_grid_sum_of_products():

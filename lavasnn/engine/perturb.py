@@ -19,8 +19,8 @@ the forward pass's multiply-accumulates:
 * MACs: forward F; a derivative repeats each product once per operand that carries it
   (:func:`derivative_macs`): reverse mode and global forward mode for every operand, the
   layer-wise tangent of layer k only for k's weights and the products downstream of k (the
-  engine batches the L tangents and also multiplies their zero parts; the count is what the
-  rule needs); weight perturbation 2F; every mode adds one MAC per parameter for the update;
+  engine carries each tangent only from its layer on, so it computes what it counts); weight
+  perturbation 2F; every mode adds one MAC per parameter for the update;
 * activation memory: bytes of the tensors autograd keeps for the backward pass, measured with
   :func:`torch.autograd.graph.saved_tensors_hooks` (forward-mode passes keep none);
 * seconds: wall-clock time of the step.

@@ -1,7 +1,7 @@
 """Spiking regressors and operator networks: feed-forward, DeepONet, SepONet.
 
-Every hidden layer is a layer of LIF neurons (:func:`lavasnn.engine.steps.mclif_step_float`,
-current reset every step, soft reset, dendrite unused) run for T steps::
+Every hidden layer is a layer of LIF neurons (:func:`lif_step`: current reset every step, soft
+reset) run for T steps::
 
     v'_t = (1 - dv) v_{t-1} + W x_t + b,    s_t = H(v'_t - vth),    v_t = v'_t - vth s_t
 
@@ -20,8 +20,10 @@ hidden layer. As in Wan, Zhang, Karniadakis (arXiv 2411.07057):
 ``forward`` computes y (differentiable by autograd through the spike function's attached
 derivative, for backprop); ``forward_dual`` computes y and its tangents y_dot along D
 directions at once (dual numbers for forward-mode gradients). The tangent of a LIF layer obeys
-the same linear recursion with the spike held fixed, so it is the same step function run on
-the tangents with an unreachable threshold; the spike adds ``s_dot = H'(v' - vth) v'_dot``.
+the same linear recursion with the spike held fixed (no reset term); the spike adds
+``s_dot = H'(v' - vth) v'_dot``. A tangent carries only the directions that have reached it
+(``forward_live``): layer-wise, direction l is zero before layer l, and skipping those zero
+parts leaves the arithmetic the rule needs (the MACs the engine counts).
 
 Parameters are plain tensors in layer groups ``[[W, b], ...]`` (the combination's b_0 is a
 group of its own) so that perturbation rules can address them layer by layer. ``ops`` lists
@@ -36,7 +38,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from lavasnn.engine.steps import MCLIFParams, MCLIFState, dense_float, mclif_step_float
+from lavasnn.engine.steps import dense_float
 from lavasnn.learning.perturb import Params
 
 SpikeFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # (s, v', vth) -> s
@@ -65,20 +67,25 @@ class Op(NamedTuple):
     sources: tuple[int, ...]
 
 
-def _lif_params(neuron: NeuronConfig, bias: torch.Tensor | float, vth: float, soft_reset: bool) -> MCLIFParams:
-    return MCLIFParams(du=1.0, dv=neuron.dv, dd=0.0, vth=vth, bias=bias, soft_reset=soft_reset, grad_win=0.0)
+def lif_step(a: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, neuron: NeuronConfig
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LIF step: spikes s_t and the voltage after the soft reset, v_t = v'_t - vth s_t.
+
+    The same arithmetic as :func:`lavasnn.engine.steps.mclif_step_float` with du = 1 (the
+    current is the input), soft reset and no dendrite, without the outputs only BioGrad uses."""
+    v = v * (1 - neuron.dv) + a + bias
+    s = (v > neuron.vth).to(v.dtype)
+    return s, v - neuron.vth * s
 
 
 def lif_layer(current: torch.Tensor, bias: torch.Tensor, neuron: NeuronConfig, spike: SpikeFn
               ) -> torch.Tensor:
     """Spikes (T, ..., n) of LIF neurons driven by ``current`` (T, ..., n) and bias (n,)."""
-    p = _lif_params(neuron, bias, neuron.vth, True)
-    zero = torch.zeros_like(current[0])
-    state = MCLIFState(zero, zero, zero)
+    v = torch.zeros_like(current[0])
     spikes = []
     for a in current:
-        out, state = mclif_step_float(a, zero, state, p)
-        spikes.append(spike(out.s, state.v + neuron.vth * out.s, neuron.vth))
+        s, v = lif_step(a, v, bias, neuron)
+        spikes.append(spike(s, v + neuron.vth * s, neuron.vth))
     return torch.stack(spikes)
 
 
@@ -88,31 +95,51 @@ def lif_layer_dual(current: torch.Tensor, current_dot: torch.Tensor, bias: torch
     """Spikes (T, ..., n) and their tangents (D, T, ..., n) along D directions.
 
     current_dot (D, T, ..., n), bias_dot (D, n). The tangent state follows the neuron's own
-    step with the spike held fixed (threshold +inf, no reset):
+    step with the spike held fixed (no reset):
     ``v'_dot_t = (1 - dv) v_dot_{t-1} + a_dot_t + b_dot``, ``s_dot_t = H'(v'_t - vth) v'_dot_t``.
     """
-    p = _lif_params(neuron, bias, neuron.vth, True)
     bias_dot = bias_dot.reshape(bias_dot.shape[0], *([1] * (current.dim() - 2)), bias_dot.shape[-1])
-    p_dot = _lif_params(neuron, bias_dot, float("inf"), False)
-    zero = torch.zeros_like(current[0])
-    zero_dot = torch.zeros_like(current_dot[:, 0])
-    state, state_dot = MCLIFState(zero, zero, zero), MCLIFState(zero_dot, zero_dot, zero_dot)
+    v = torch.zeros_like(current[0])
+    v_dot = torch.zeros_like(current_dot[:, 0])
     spikes, tangents = [], []
     for t in range(current.shape[0]):
-        out, state = mclif_step_float(current[t], zero, state, p)
-        _, state_dot = mclif_step_float(current_dot[:, t], zero_dot, state_dot, p_dot)
-        spikes.append(out.s)
-        tangents.append(deriv(state.v + neuron.vth * out.s - neuron.vth) * state_dot.v)
+        s, v = lif_step(current[t], v, bias, neuron)
+        v_dot = v_dot * (1 - neuron.dv) + current_dot[:, t] + bias_dot
+        spikes.append(s)
+        tangents.append(deriv(v + neuron.vth * s - neuron.vth) * v_dot)
     return torch.stack(spikes), torch.stack(tangents, dim=1)
 
 
-def dense_dual(W: torch.Tensor, W_dot: torch.Tensor, x: torch.Tensor, x_dot: torch.Tensor | None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``a = W x`` and ``a_dot = W_dot x + W x_dot`` (x_dot None: x is data)."""
-    a_dot = torch.einsum("dij,...j->d...i", W_dot, x.to(W.dtype))
-    if x_dot is not None:
-        a_dot = a_dot + dense_float(W, x_dot)
-    return dense_float(W, x), a_dot
+def live_directions(group: list[torch.Tensor]) -> torch.Tensor:
+    """Indices of the directions (leading axis) along which any tensor of ``group`` is non-zero."""
+    return torch.stack([t.flatten(1).ne(0).any(dim=1) for t in group]).any(dim=0).nonzero().flatten()
+
+
+def add_tangents(parts: list[tuple[torch.Tensor, torch.Tensor]], live: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum tangents given on subsets of the directions: ``parts`` [(directions, tangent
+    (len(directions), ...))], all of one shape after the direction axis -> (``live``, sum).
+    ``live`` defaults to the union of the parts' directions (sorted)."""
+    if live is None:
+        live = torch.unique(torch.cat([d for d, _ in parts]))
+    out = parts[0][1].new_zeros((len(live), *parts[0][1].shape[1:]))
+    for d, t in parts:
+        out.index_add_(0, torch.searchsorted(live, d), t)
+    return live, out
+
+
+def scatter_tangents(live: torch.Tensor, tangent: torch.Tensor, n_directions: int) -> torch.Tensor:
+    """The tangent along all ``n_directions`` directions, zero off ``live``."""
+    return add_tangents([(live, tangent)], torch.arange(n_directions))[1]
+
+
+def dense_live(W: torch.Tensor, W_dot: torch.Tensor, w_live: torch.Tensor, x: torch.Tensor,
+               x_live: torch.Tensor, x_dot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``a = W x`` and ``a_dot = W_dot x + W x_dot`` on the directions ``w_live`` of the layer
+    and ``x_live`` of its input: (a, their union ``live``, a_dot)."""
+    live, a_dot = add_tangents([(w_live, torch.einsum("dij,...j->d...i", W_dot[w_live], x.to(W.dtype))),
+                                (x_live, dense_float(W, x_dot))])
+    return dense_float(W, x), live, a_dot
 
 
 def _init_layer(rng: np.random.Generator, n_in: int, n_out: int, w_scale: float) -> list[torch.Tensor]:
@@ -147,17 +174,27 @@ class SpikingMLP:
     def forward_dual(self, params: Params, tangents: Params, x: torch.Tensor, deriv: DerivFn
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """y (B, n_out) and y_dot (D, B, n_out); tangents hold a leading direction axis D."""
+        y, live, y_dot = self.forward_live(params, tangents, x, deriv)
+        return y, scatter_tangents(live, y_dot, tangents[0][0].shape[0])
+
+    def forward_live(self, params: Params, tangents: Params, x: torch.Tensor, deriv: DerivFn
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """y, the directions ``live`` along which y moves, and y_dot (len(live), B, n_out).
+
+        A layer's tangent carries only the directions that reach it: layer-wise, direction l
+        starts at layer l, so the first layer's neurons carry one tangent instead of L."""
         T = self.neuron.steps
         (W, b), (W_dot, b_dot) = params[0], tangents[0]
-        a, a_dot = dense_dual(W, W_dot, x, None)
+        live = live_directions(tangents[0])
+        a, a_dot = dense_float(W, x), torch.einsum("dij,...j->d...i", W_dot[live], x.to(W.dtype))
         s, s_dot = lif_layer_dual(a.expand(T, *a.shape), a_dot.unsqueeze(1).expand(-1, T, *a.shape),
-                                  b, b_dot, self.neuron, deriv)
+                                  b, b_dot[live], self.neuron, deriv)
         for (W, b), (W_dot, b_dot) in zip(params[1:-1], tangents[1:-1]):
-            a, a_dot = dense_dual(W, W_dot, s, s_dot)
-            s, s_dot = lif_layer_dual(a, a_dot, b, b_dot, self.neuron, deriv)
+            a, live, a_dot = dense_live(W, W_dot, live_directions([W_dot, b_dot]), s, live, s_dot)
+            s, s_dot = lif_layer_dual(a, a_dot, b, b_dot[live], self.neuron, deriv)
         (W, b), (W_dot, b_dot) = params[-1], tangents[-1]
-        y, y_dot = dense_dual(W, W_dot, s.mean(dim=0), s_dot.mean(dim=1))
-        return y + b, y_dot + b_dot.unsqueeze(1)
+        y, live, y_dot = dense_live(W, W_dot, live_directions([W_dot, b_dot]), s.mean(dim=0), live, s_dot.mean(dim=1))
+        return y + b, live, y_dot + b_dot[live].unsqueeze(1)
 
     def ops(self, batch: int, first_group: int = 0) -> list[Op]:
         """Products for ``batch`` inputs: the input current once, hidden layers every step."""
@@ -193,10 +230,11 @@ class SpikingDeepONet:
                      deriv: DerivFn) -> tuple[torch.Tensor, torch.Tensor]:
         """G (N_f, N_y) and its tangents (D, N_f, N_y): ``G_dot = b_dot t^T + b t_dot^T + b0_dot``."""
         nb = self.branch.n_groups
-        b, b_dot = self.branch.forward_dual(params[:nb], tangents[:nb], inputs[0], deriv)
-        t, t_dot = self.trunk.forward_dual(params[nb:-1], tangents[nb:-1], inputs[1], deriv)
-        g_dot = b_dot @ t.T + b @ t_dot.transpose(1, 2) + tangents[-1][0].unsqueeze(-1)
-        return b @ t.T + params[-1][0], g_dot
+        b, b_live, b_dot = self.branch.forward_live(params[:nb], tangents[:nb], inputs[0], deriv)
+        t, t_live, t_dot = self.trunk.forward_live(params[nb:-1], tangents[nb:-1], inputs[1], deriv)
+        _, g_dot = add_tangents([(b_live, b_dot @ t.T), (t_live, b @ t_dot.transpose(1, 2))],
+                                torch.arange(tangents[-1][0].shape[0]))
+        return b @ t.T + params[-1][0], g_dot + tangents[-1][0].unsqueeze(-1)
 
     def ops(self, n_funcs: int, n_points: int) -> list[Op]:
         nb, p = self.branch.n_groups, self.branch.sizes[-1]
@@ -239,22 +277,25 @@ class SpikingSepONet:
                      inputs: tuple[torch.Tensor, tuple[torch.Tensor, ...]], deriv: DerivFn
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """G (N_f, prod n_i) and tangents (D, N_f, prod n_i) by the product rule over the trunks:
-        ``K_dot`` (D, prod n_i, p) of the grid's features, then ``G_dot = b_dot K^T + b K_dot^T``."""
+        ``K_dot`` (D, prod n_i, p) of the grid's features, then ``G_dot = b_dot K^T + b K_dot^T``.
+        Each trunk's tangent carries only its own directions (:meth:`SpikingMLP.forward_live`)."""
         start = self.branch.n_groups
-        b, b_dot = self.branch.forward_dual(params[:start], tangents[:start], inputs[0], deriv)
-        K = K_dot = None
+        b, b_live, b_dot = self.branch.forward_live(params[:start], tangents[:start], inputs[0], deriv)
+        K = K_live = K_dot = None
         for trunk, axis in zip(self.trunks, inputs[1]):
             stop = start + trunk.n_groups
-            t, t_dot = trunk.forward_dual(params[start:stop], tangents[start:stop], axis, deriv)
+            t, t_live, t_dot = trunk.forward_live(params[start:stop], tangents[start:stop], axis, deriv)
             if K is None:
-                K, K_dot = t, t_dot
+                K, K_live, K_dot = t, t_live, t_dot
             else:
                 p = t.shape[-1]
-                K_dot = (K_dot.unsqueeze(2) * t + K.unsqueeze(1) * t_dot.unsqueeze(1)).reshape(t_dot.shape[0], -1, p)
+                K_live, K_dot = add_tangents([(K_live, (K_dot.unsqueeze(2) * t).reshape(len(K_live), -1, p)),
+                                              (t_live, (K.unsqueeze(1) * t_dot.unsqueeze(1)).reshape(len(t_live), -1, p))])
                 K = (K.unsqueeze(1) * t).reshape(-1, p)
             start = stop
-        g_dot = b_dot @ K.T + b @ K_dot.transpose(1, 2) + tangents[-1][0].reshape(-1, 1, 1)
-        return b @ K.T + params[-1][0], g_dot
+        _, g_dot = add_tangents([(b_live, b_dot @ K.T), (K_live, b @ K_dot.transpose(1, 2))],
+                                torch.arange(tangents[-1][0].shape[0]))
+        return b @ K.T + params[-1][0], g_dot + tangents[-1][0].reshape(-1, 1, 1)
 
     def ops(self, n_funcs: int, axis_points: tuple[int, ...]) -> list[Op]:
         p = self.branch.sizes[-1]
