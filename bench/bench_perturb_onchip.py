@@ -3,7 +3,8 @@
 Writes ``bench/results/perturb_onchip.json`` with
 
 * ``engine``: the fixed-point rule (:mod:`lavasnn.engine.perturb_fixed`) trained by the batched
-  engine on the whole 100 x 100 grid, per mode (layer-wise, global, weight perturbation):
+  engine on the whole 100 x 100 grid, per mode (layer-wise, global, weight perturbation, and
+  layer-wise with Stein's derivative, ``layerwise-stein``):
   relative L2 error, seconds per step, and the synaptic operations of one training step on an
   event-driven chip (spikes and non-zero tangents times fan-out, both runs of a sample for weight
   perturbation, plus one update per synapse) against backprop's dense MACs;
@@ -13,7 +14,8 @@ Writes ``bench/results/perturb_onchip.json`` with
   whole grid, Lava steps per second and samples per second of both.
 
 Usage: ``python bench/bench_perturb_onchip.py [--epochs 15] [--lava-limit 400] [--lava-epochs 10]
-[--skip-full | --skip-lava]`` (a skipped part keeps the figures already in the JSON).
+[--skip-full | --skip-lava] [--engine-runs NAME ..]`` (a skipped part or run keeps the figures
+already in the JSON).
 Run Lava first in a fresh process (forking after torch has started threads can hang).
 """
 
@@ -68,20 +70,26 @@ def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path) -> dict:
             "lava_wall_seconds": lava_wall, "engine_wall_seconds": engine_wall}
 
 
-def engine_full(epochs: int, seed: int, workdir: Path) -> dict:
+# Full-grid engine runs: name -> (mode, spike derivative)
+ENGINE_RUNS = {"layerwise": ("layerwise", "surrogate"), "global": ("global", "surrogate"),
+               "weight": ("weight", "surrogate"), "layerwise-stein": ("layerwise", "stein")}
+
+
+def engine_full(names: list[str], epochs: int, seed: int, workdir: Path) -> dict:
     out = {}
-    for mode in pf.MODES:
-        m = train_perturb("mexican-hat", mode, "surrogate", "engine", workdir / f"full-{mode}", epochs, seed,
+    for name in names:
+        mode, grad = ENGINE_RUNS[name]
+        m = train_perturb("mexican-hat", mode, grad, "engine", workdir / f"full-{name}", epochs, seed,
                           precision="fixed", progress=False, log=lambda s: None)
-        out[mode] = {k: m[k] for k in ("rel_l2", "steps", "seconds_per_step", "macs_per_step", "n_params",
+        out[name] = {k: m[k] for k in ("rel_l2", "grad", "steps", "seconds_per_step", "macs_per_step", "n_params",
                                        "train_samples", "train_loss")}
-        out[mode]["history"] = runs_history(workdir / f"full-{mode}")
-        out[mode]["events_per_step"] = synaptic_events(workdir / f"full-{mode}", mode)
-        print(f"engine fixed {mode}: rel L2 {m['rel_l2']:.4f}", flush=True)
+        out[name]["history"] = runs_history(workdir / f"full-{name}")
+        out[name]["events_per_step"] = synaptic_events(workdir / f"full-{name}")
+        print(f"engine fixed {name}: rel L2 {m['rel_l2']:.4f}", flush=True)
     return out
 
 
-def synaptic_events(run: Path, mode: str) -> dict:
+def synaptic_events(run: Path) -> dict:
     """Synaptic operations of one training step (batch 100) on an event-driven chip, with the
     trained weights, against the dense multiply-accumulates of a backprop step."""
     arrays, attrs = runs.load_checkpoint(run)
@@ -110,6 +118,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-full", action="store_true", help="only the Lava-versus-engine run")
     ap.add_argument("--skip-lava", action="store_true", help="only the full-grid engine runs")
+    ap.add_argument("--engine-runs", nargs="+", choices=list(ENGINE_RUNS), default=list(ENGINE_RUNS),
+                    help="full-grid engine runs to train (the others keep their figures)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "perturb_onchip.json")
     args = ap.parse_args()
@@ -122,7 +132,7 @@ def main() -> None:
             report["lava"] = lava_vs_engine(args.lava_limit, args.lava_epochs, args.seed, Path(tmp))
             print(report["lava"], flush=True)
         if not args.skip_full:
-            report["engine"] = engine_full(args.epochs, args.seed, Path(tmp))
+            report["engine"] = {**report.get("engine", {}), **engine_full(args.engine_runs, args.epochs, args.seed, Path(tmp))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     runs.write_json(args.out, report)
     print(f"wrote {args.out}")

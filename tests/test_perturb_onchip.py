@@ -121,11 +121,29 @@ def test_weight_perturbation_training_lowers_the_loss_without_tangents():
     assert float(((engine.predict(x) - y) ** 2).mean()) < 0.5 * before
 
 
-@pytest.mark.parametrize("mode", ["layerwise", "global", "weight"])
-def test_lava_and_engine_end_with_identical_weights(mode):
+def test_fixed_stein_estimate_is_the_noise_smoothed_step():
+    """Averaged over many noise draws, Stein's integer estimate is the Gaussian of the
+    surrogate's width (the Irwin-Hall noise is close to normal), in the table's units."""
+    cfg = pf.FixedNetConfig((2, 8, 8, 1), batch=3000, grad="stein")
+    m, gain = pf.stein_noise_scale(cfg)
+    xi = pf.stein_noise(cfg, 0, 0)[0, :, 0]  # (3000 draws of K)
+    x = torch.arange(-200, 201, 10, dtype=torch.int64)
+    mean = torch.stack([pf.stein_phi(x, row.expand(len(x), -1), m, gain) for row in xi]).double().mean(dim=0)
+    width = cfg.surrogate_width * cfg.vth
+    exact = torch.exp(-0.5 * (x / width) ** 2) / (np.sqrt(2 * np.pi) * width / 2 ** cfg.fmt.v_frac) * 2 ** cfg.fmt.phi_frac
+    assert float((mean - exact).abs().max()) < 0.05 * float(exact.max())
+    one = pf.stein_phi(x, xi[0].expand(len(x), -1), m, gain)
+    assert bool((one >= 0).all()) and not torch.equal(one.double(), mean)  # one draw is noisy, never negative
+    with pytest.raises(UserError, match="needs no spike derivative"):
+        pf.FixedNetConfig((2, 8, 1), mode="weight", grad="stein")
+
+
+@pytest.mark.parametrize("mode, grad", [("layerwise", "surrogate"), ("global", "surrogate"), ("weight", "surrogate"),
+                                        ("layerwise", "stein")])
+def test_lava_and_engine_end_with_identical_weights(mode, grad):
     from lavasnn.crosscheck_perturb import crosscheck_perturb
 
-    report = crosscheck_perturb(samples=7, epochs=2, hidden=4, steps=4, batch=3, mode=mode)
+    report = crosscheck_perturb(samples=7, epochs=2, hidden=4, steps=4, batch=3, mode=mode, grad=grad)
     assert report["updates"] == 6  # batches of 3, 3, 1 per epoch
     assert report["weight_mismatches"] == 0
     assert report["weights_changed"] > report["parameters"] // 2
@@ -155,9 +173,18 @@ def test_fixed_run_resumes_to_the_same_weights(small_npz, tmp_path, capsys):
                 np.testing.assert_array_equal(a[group][key][()], b[group][key][()])
 
 
+def test_fixed_run_trains_with_stein_derivative(small_npz, tmp_path):
+    common = ["train", "perturb", "--task", f"npz:{small_npz}", "--precision", "fixed", "--no-progress", "--epochs", "2"]
+    assert main([*common, "--grad", "stein", "--out", str(tmp_path / "stein")]) == 0
+    assert main([*common, "--out", str(tmp_path / "surrogate")]) == 0
+    stein = json.loads((tmp_path / "stein" / "metrics.json").read_text())
+    surrogate = json.loads((tmp_path / "surrogate" / "metrics.json").read_text())
+    assert stein["grad"] == "stein" and surrogate["grad"] == "surrogate"
+    assert stein["train_loss"] != surrogate["train_loss"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--precision", "fixed", "--mode", "bp"], "supports --mode global, layerwise, weight"),
-    (["--precision", "fixed", "--grad", "stein"], "supports --grad surrogate only"),
     (["--backend", "lava-sim", "--precision", "float"], "fixed point only"),
     (["--precision", "fixed", "--task", "poisson"], "trains spiking MLPs"),
 ])

@@ -36,7 +36,8 @@ class LavaForwardGrad:
         self.loss = PerturbLoss(cfg=cfg, name="loss")
         self.dense = [PerturbDense(cfg=cfg, layer=l, weights=p.weights.numpy(), bias=p.bias.numpy(), updates=updates,
                                    name=f"dense{l}") for l, p in enumerate(layers)]
-        neurons = [PerturbLIF(cfg=cfg, shape=(n,), name=f"lif{l}") for l, n in enumerate(cfg.sizes[1:-1])]
+        neurons = [PerturbLIF(cfg=cfg, layer=l, shape=(n,), updates=updates, name=f"lif{l}")
+                   for l, n in enumerate(cfg.sizes[1:-1])]
         self.stream.x_out.connect(self.dense[0].s_in)
         for dense, lif in zip(self.dense[:-1], neurons):
             dense.a_out.connect(lif.a_in)

@@ -49,8 +49,21 @@ and after the batch sends the third factor ``d_k = clip(D_k >> d_shift, +-(2^23 
 
 which is ``w <- w - lr_k d v`` in reals (lr_k = lr decay^epoch: the host may rewrite the
 exponent between epochs) for ``L = mean((y - t)^2)``, B the configured batch
-(a last, smaller batch sums over fewer samples). Only surrogate gradients and SGD run on chip:
-Stein's estimator needs K noise draws per neuron and step, Adam two more states per synapse.
+(a last, smaller batch sums over fewer samples). SGD only: Adam needs two more states per synapse.
+
+Stein's weak form (``grad`` 'stein') replaces the table by an estimate from K noisy
+evaluations of the neuron's own threshold test, per neuron, sample and step (:func:`stein_phi`)::
+
+    xi_k     = sum of the 4 bytes of a hash - 510         (keyed by seed, layer, update, step,
+                                                            sample slot in the batch, neuron, k)
+    p_k      = (xi_k m) >> 8,   m = round(w 256 / sqrt(DIR_VAR))   (noise of std w, potential units)
+    S        = sum_k ([x + p_k > 0] - [x > 0]) xi_k       (every term is >= 0)
+    phi      = (S G) >> 16,     G = round(2^(16 + phi_frac + v_frac + 8) / (DIR_VAR K m))
+
+with x = v' - vth and w = surrogate_width vth. Since the flip [x + p_k > 0] - [x > 0] is
+non-zero only with xi_k of its sign, S / (K sqrt(DIR_VAR) w) estimates E[xi 1{flip}] / w, which
+is the derivative of H smoothed by the noise (Stein's lemma; the Irwin-Hall noise is close to
+normal, so it is close to the Gaussian surrogate of the same width).
 
 Weight perturbation (mode ``weight``) needs no tangents: every sample runs twice, with the
 weights w and then with ``w + round(u / 2^sigma_shift)`` (clipped to 8 bits; sigma =
@@ -65,7 +78,9 @@ of its index (Loihi 2's learning engine has one shared random number per step, n
 generator: u would have to be written by the host each step, or a second synapse group with
 weights u rewritten per batch); the tangent path needs that second synapse group (U x) and
 graded spikes (Loihi 2 has 24-bit payloads); the neuron's tangent compartments and the
-surrogate lookup need a microcode neuron with D extra states; the update is a three-factor
+surrogate lookup need a microcode neuron with D extra states (Stein's estimate instead of the
+lookup: K random draws and threshold tests per neuron and step, so a random source in that
+neuron program, and K times the neuron's work); the update is a three-factor
 product ``d u`` with the per-synapse u, which the learning engine could read from the tag
 if u were held there (``dw = -2^e y1 * t``, y1 = d). Weight perturbation needs no tangent
 compartments and no graded spikes inside the network: with u in the tag, the learning engine
@@ -78,7 +93,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -86,13 +101,14 @@ import torch
 from lavasnn.errors import UserError
 from lavasnn.learning.biograd import hash_uniform, stochastic_round
 
-DIR_TAG, UPDATE_TAG = 0x5D1, 0x5D2  # hash keys of the directions and of the update's rounding
+DIR_TAG, UPDATE_TAG, STEIN_TAG = 0x5D1, 0x5D2, 0x5D3  # hash keys: directions, update rounding, Stein noise
 DIR_BYTES = 4  # u = sum of 4 uniform bytes - 510
 DIR_MEAN, DIR_VAR = 510, 21845  # Irwin-Hall mean and variance: 4 (256^2 - 1) / 12
 W_MIN, W_MAX = -256, 255
 D_MAX = (1 << 23) - 1  # the third factor is a 24-bit graded spike
 DECAY_UNITY = 4096
 MODES = ("global", "layerwise", "weight")
+GRADS = ("surrogate", "stein")
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,8 @@ class FixedNetConfig:
     lr_decay: float = 1.0  # lr_k = lr lr_decay^(k // updates_per_epoch) at update k
     updates_per_epoch: int = 1
     surrogate_width: float = 0.05  # of the Gaussian surrogate, in units of vth (see FIXED_TRAIN)
+    grad: str = "surrogate"  # spike derivative: the surrogate table or Stein's estimate
+    stein_samples: int = 16  # K noise draws per neuron, sample and step ('stein')
     fmt: FixedFormat = FixedFormat()
 
     def __post_init__(self) -> None:
@@ -156,6 +174,12 @@ class FixedNetConfig:
             raise UserError(f"updates_per_epoch must be >= 1, got {self.updates_per_epoch}")
         if not self.surrogate_width > 0:
             raise UserError(f"surrogate_width must be > 0, got {self.surrogate_width}")
+        if self.grad not in GRADS:
+            raise UserError(f"on-chip spike derivative {self.grad!r} is not one of: {', '.join(GRADS)}")
+        if self.grad == "stein" and self.mode == "weight":
+            raise UserError("weight perturbation needs no spike derivative; use --grad surrogate")
+        if self.stein_samples < 1:
+            raise UserError(f"stein_samples must be >= 1, got {self.stein_samples}")
 
     @property
     def n_layers(self) -> int:
@@ -253,6 +277,28 @@ def surrogate(x: torch.Tensor, table: torch.Tensor, fmt: FixedFormat) -> torch.T
     return torch.where(inside, table[i.clamp(0, 2 * n)], torch.zeros_like(x))
 
 
+def stein_noise_scale(cfg: FixedNetConfig) -> tuple[int, int]:
+    """(m, G) of Stein's estimate (module docstring): the noise multiplier and the gain."""
+    f = cfg.fmt
+    m = max(1, round(cfg.surrogate_width * cfg.vth * 256 / math.sqrt(DIR_VAR)))
+    return m, round(2.0 ** (16 + f.phi_frac + f.v_frac + 8) / (DIR_VAR * cfg.stein_samples * m))
+
+
+def stein_noise(cfg: FixedNetConfig, layer: int, update: int) -> torch.Tensor:
+    """xi (T, batch, n, K) int64 of hidden layer ``layer``'s n neurons for the samples of update
+    ``update``: step, sample slot in the configured batch, neuron, draw. Each draw is one 32-bit
+    hash, xi = the sum of its 4 bytes - 510."""
+    shape = (cfg.steps, cfg.batch, cfg.sizes[layer + 1], cfg.stein_samples)
+    h = (hash_uniform(shape, cfg.seed, STEIN_TAG, layer, update) * 2.0 ** 32).to(torch.int64)
+    return sum((h >> (8 * i)) & 255 for i in range(DIR_BYTES)) - DIR_MEAN
+
+
+def stein_phi(x: torch.Tensor, xi: torch.Tensor, m: int, gain: int) -> torch.Tensor:
+    """phi (..., n) from K noisy threshold tests: x = v' - vth (..., n), noise xi (..., n, K)."""
+    flips = ((x.unsqueeze(-1) + ((xi * m) >> 8)) > 0).to(torch.int64) - (x > 0).to(torch.int64).unsqueeze(-1)
+    return ((flips * xi).sum(dim=-1) * gain) >> 16
+
+
 def dense_step(layer: LayerParams, u: LayerParams, x: torch.Tensor, x_dot: torch.Tensor, perturbed: torch.Tensor,
                fmt: FixedFormat) -> tuple[torch.Tensor, torch.Tensor]:
     """a (..., n_out) and a_dot (D, ..., n_out) for inputs x (..., n_in), x_dot (D, ..., n_in);
@@ -270,14 +316,15 @@ class NeuronState(NamedTuple):
     v_dot: torch.Tensor  # (D, ..., n)
 
 
-def lif_step(a: torch.Tensor, a_dot: torch.Tensor, state: NeuronState, cfg: FixedNetConfig, table: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
-    """Spikes (as inputs of the next layer: 0 or ``one``), their tangents, and the new state."""
+def lif_step(a: torch.Tensor, a_dot: torch.Tensor, state: NeuronState, cfg: FixedNetConfig,
+             phi: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, NeuronState]:
+    """Spikes (as inputs of the next layer: 0 or ``one``), their tangents, and the new state;
+    ``phi(v' - vth)`` is the spike's derivative (:func:`surrogate` or :func:`stein_phi`)."""
     f = cfg.fmt
     v = state.v - ((state.v * cfg.dv) >> 12) + a
     v_dot = state.v_dot - ((state.v_dot * cfg.dv) >> 12) + a_dot
     s = (v > cfg.vth).to(torch.int64)
-    s_dot = (surrogate(v - cfg.vth, table, f) * v_dot) >> (f.phi_frac + f.v_frac - f.in_frac)
+    s_dot = (phi(v - cfg.vth) * v_dot) >> (f.phi_frac + f.v_frac - f.in_frac)
     return s * f.one, s_dot, NeuronState(v - cfg.vth * s, v_dot)
 
 
@@ -329,6 +376,17 @@ class FixedForwardGradEngine:
             raise UserError(f"layer shapes {[tuple(l.weights.shape) for l in layers]} do not match sizes {cfg.sizes}")
         self.cfg, self.layers, self.updates = cfg, list(layers), updates
         self.table = surrogate_table(cfg)
+        self.stein_scale = stein_noise_scale(cfg)
+
+    def derivatives(self, n_samples: int) -> list[list[Callable[[torch.Tensor], torch.Tensor]]]:
+        """phi of every hidden layer (outer) and time step (inner) for this update's samples."""
+        cfg = self.cfg
+        if cfg.grad == "surrogate":
+            return [[lambda x: surrogate(x, self.table, cfg.fmt)] * cfg.steps for _ in cfg.sizes[1:-1]]
+        if n_samples > cfg.batch:
+            raise UserError(f"a training batch holds at most cfg.batch = {cfg.batch} samples, got {n_samples}")
+        noise = [stein_noise(cfg, l, self.updates)[:, :n_samples] for l in range(cfg.n_layers - 1)]
+        return [[lambda x, xi=xi[t]: stein_phi(x, xi, *self.stein_scale) for t in range(cfg.steps)] for xi in noise]
 
     def directions(self) -> list[LayerParams]:
         return [direction(self.cfg, l, self.updates, tuple(layer.weights.shape)) for l, layer in enumerate(self.layers)]
@@ -355,9 +413,10 @@ class FixedForwardGradEngine:
         perturbed = [cfg.tangent_mask(l)[:D] for l in range(cfg.n_layers)]
         states = [NeuronState(torch.zeros(len(xq), n, dtype=torch.int64), torch.zeros(D, len(xq), n, dtype=torch.int64))
                   for n in cfg.sizes[1:-1]]
+        phi = self.derivatives(len(xq)) if D else None
         y_acc = torch.zeros(len(xq), cfg.sizes[-1], dtype=torch.int64)
         y_dot_acc = torch.zeros(D, len(xq), cfg.sizes[-1], dtype=torch.int64)
-        for _ in range(cfg.steps):
+        for t in range(cfg.steps):
             s, s_dot = xq, torch.zeros(D, *xq.shape, dtype=torch.int64)
             for l in range(cfg.n_layers):
                 if events is not None:
@@ -367,7 +426,7 @@ class FixedForwardGradEngine:
                                          + int((s_dot != 0).sum()) * fan_out)
                 a, a_dot = dense_step(layers[l], u[l], s, s_dot, perturbed[l], f)
                 if l < cfg.n_layers - 1:
-                    s, s_dot, states[l] = lif_step(a, a_dot, states[l], cfg, self.table)
+                    s, s_dot, states[l] = lif_step(a, a_dot, states[l], cfg, phi[l][t] if D else torch.zeros_like)
             y_acc, y_dot_acc = y_acc + a, y_dot_acc + a_dot
         return y_acc, y_dot_acc
 

@@ -146,14 +146,34 @@ class PyPerturbLIFFixed(PyLoihiProcessModel):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         self.cfg: pf.FixedNetConfig = proc_params["cfg"]
+        self.layer: int = proc_params["layer"]
         self.table = pf.surrogate_table(self.cfg)
+        self.stein_scale = pf.stein_noise_scale(self.cfg)
+        # Stein's noise keys: updates so far, the sample's slot in its batch, the step in the sample
+        self.updates, self.slot, self.t = proc_params["updates"], 0, 0
+        self._noise: tuple[int, torch.Tensor] | None = None
+
+    def derivative(self):
+        if self.cfg.grad == "surrogate":
+            return lambda x: pf.surrogate(x, self.table, self.cfg.fmt)
+        if self._noise is None or self._noise[0] != self.updates:  # drawn once per batch
+            self._noise = (self.updates, pf.stein_noise(self.cfg, self.layer, self.updates))
+        xi = self._noise[1][self.t % self.cfg.steps, self.slot]  # t = T in an update step, whose output is unused
+        return lambda x: pf.stein_phi(x, xi, *self.stein_scale)
 
     def run_spk(self) -> None:
-        if self.ctrl_in.recv()[PCTRL_SAMPLE_START]:
+        ctrl = self.ctrl_in.recv()
+        if ctrl[PCTRL_UPDATE]:
+            self.updates, self.slot = self.updates + 1, 0
+        if ctrl[PCTRL_SAMPLE_START]:
             self.v[:] = 0
             self.v_dot[:] = 0
+            self.t = 0
         a, a_dot = _t(self.a_in.recv()), _t(self.adot_in.recv())
-        s, s_dot, new = pf.lif_step(a, a_dot, pf.NeuronState(_t(self.v), _t(self.v_dot)), self.cfg, self.table)
+        s, s_dot, new = pf.lif_step(a, a_dot, pf.NeuronState(_t(self.v), _t(self.v_dot)), self.cfg, self.derivative())
+        self.t += 1
+        if ctrl[PCTRL_SAMPLE_END]:
+            self.slot += 1
         self.v[:] = new.v.numpy()
         self.v_dot[:] = new.v_dot.numpy()
         self.s_out.send(s.numpy())

@@ -78,11 +78,14 @@ class PerturbDense(AbstractProcess):
 
 
 class PerturbLIF(AbstractProcess):
-    """Hidden LIF neurons with one tangent compartment per direction (soft reset, reset of
-    v and v_dot at each sample start); sends spikes (0 or ``one``) and their tangents."""
+    """Hidden LIF neurons of layer ``layer`` with one tangent compartment per direction (soft
+    reset, reset of v and v_dot at each sample start); sends spikes (0 or ``one``) and their
+    tangents. With Stein's derivative the neurons draw their noise keyed by the update count
+    (``updates``, counted from the update steps), the sample's slot in the batch and the step."""
 
-    def __init__(self, *, cfg: FixedNetConfig, shape: tuple[int], name: str | None = None) -> None:
-        super().__init__(name=name, cfg=cfg)
+    def __init__(self, *, cfg: FixedNetConfig, layer: int, shape: tuple[int], updates: int = 0,
+                 name: str | None = None) -> None:
+        super().__init__(name=name, cfg=cfg, layer=int(layer), updates=int(updates))
         D = cfg.n_dirs
         self.a_in = InPort(shape=shape)
         self.adot_in = InPort(shape=(D, *shape))

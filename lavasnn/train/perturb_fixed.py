@@ -5,8 +5,9 @@ MLP with :mod:`lavasnn.engine.perturb_fixed`: integer weights, one tangent compa
 direction (or, for weight perturbation, two runs per sample), SGD with the third factor d. Both
 backends draw the same sample orders from the seed and end with the same integer weights.
 Tasks: ``mexican-hat`` and ``npz:FILE`` (inputs in [-1, 1]); modes ``global``, ``layerwise``
-and ``weight``; surrogate derivative only (module docstring of
-:mod:`lavasnn.engine.perturb_fixed` says why).
+and ``weight``; the spike's derivative from the surrogate table or Stein's estimate
+(``--grad stein``, K = 16 noisy threshold tests per neuron and step; weight perturbation needs
+neither).
 
 Lava runs about a hundred steps per second here, so ``lava-sim`` trains on a random subset of
 ``limit`` training samples (default :data:`LAVA_LIMIT`); evaluation runs the same integer
@@ -82,8 +83,9 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
         if mode not in FIXED_MODES:
             raise UserError(f"fixed-point (on-chip) perturbation learning supports --mode {', '.join(FIXED_MODES)}, "
                             f"not {mode!r}")
-        if grad != "surrogate":
-            raise UserError("fixed-point (on-chip) perturbation learning supports --grad surrogate only")
+        if grad not in pf.GRADS:
+            raise UserError(f"fixed-point (on-chip) perturbation learning supports --grad {', '.join(pf.GRADS)}, "
+                            f"not {grad!r}")
         if limit is not None and limit < 1:
             raise UserError(f"limit must be >= 1, got {limit}")
         n_epochs = epochs or FIXED_TRAIN["epochs"][backend]
@@ -108,6 +110,7 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
                     **(overrides or {})}
         cfg = pf.FixedNetConfig(t.model.sizes, steps=s.neuron.steps, dv=round(s.neuron.dv * pf.DECAY_UNITY),
                                 vth=round(s.neuron.vth * 2 ** pf.FixedFormat().v_frac), mode=mode, seed=seed,
+                                grad="surrogate" if mode == "weight" else grad,
                                 updates_per_epoch=-(-len(subset) // settings["batch"]), **settings)
         layers = pf.quantize_params(params, cfg.fmt)
         run_dir = runs.new_run_dir(out)
@@ -133,7 +136,7 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
             "config": {**cfg.__dict__, "sizes": list(cfg.sizes), "fmt": cfg.fmt.to_dict()}, "epochs": n_epochs,
             "epoch": epoch + 1, "updates": n_updates, "rng_state": states[epoch - start_epoch], "history": history,
             "subset": subset.tolist(), "train_seconds": train_seconds})
-        metrics = {"rel_l2": err, "task": task, "mode": cfg.mode, "grad": "none" if cfg.mode == "weight" else "surrogate",
+        metrics = {"rel_l2": err, "task": task, "mode": cfg.mode, "grad": "none" if cfg.mode == "weight" else cfg.grad,
                    "backend": backend,
                    "precision": "fixed", "steps": n_updates, "forward_passes_per_step": cost.forward_passes,
                    "macs_per_step": cost.macs, "seconds_per_step": train_seconds / n_updates,
