@@ -124,9 +124,12 @@ def _train(args: argparse.Namespace) -> int:
         overrides = {k: v for k, v in (("lr", args.lr), ("batch", args.batch)) if v is not None}
         if args.resume is not None and overrides:
             raise UserError("--lr and --batch set up a new run; a resumed run keeps its own")
+        if args.resume is not None and args.hidden is not None:
+            raise UserError("--hidden sets up a new run; a resumed run keeps its own")
         metrics = train_perturb(args.task, args.mode, args.grad, args.backend, args.out, args.epochs, args.seed,
                                 resume=args.resume, progress=not args.no_progress, precision=args.precision,
-                                limit=args.limit, overrides=overrides)
+                                limit=args.limit, overrides=overrides,
+                                hidden=tuple(args.hidden) if args.hidden else None)
         print(json.dumps(metrics))
         return 0
 
@@ -234,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=None, help="default: the task's")
     p.add_argument("--lr", type=_positive_float, default=None, help="default: the task's for this mode")
     p.add_argument("--batch", type=_positive_int, default=None, help="default: the task's")
+    p.add_argument("--hidden", type=_int_list, default=None,
+                   help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default 32,32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder for metrics.json, the loss curve, plots and checkpoint.h5")
     p.add_argument("--resume", help="continue the run in this folder")

@@ -84,3 +84,22 @@ def test_cli_train_perturb_lr_and_batch_and_divergence(tmp_path, capsys):
     assert config["lr"] == 0.02 and config["batch"] == 2500 and config["optimizer"] == "sgd"
     assert main(["train", "perturb", "--resume", str(ok), "--lr", "0.1"]) == 2
     assert "a resumed run keeps its own" in capsys.readouterr().err
+
+
+def test_cli_train_perturb_hidden_sets_the_network_and_resumes(tmp_path, capsys):
+    """--hidden reaches the model (float and fixed point) and a resumed run keeps it."""
+    run = tmp_path / "wide"
+    common = ["--task", "mexican-hat", "--epochs", "1", "--batch", "5000", "--no-progress"]
+    assert main(["train", "perturb", *common, "--hidden", "8", "--out", str(run)]) == 0
+    assert json.loads((run / "metrics.json").read_text())["n_params"] == 2 * 8 + 8 + 8 + 1
+    assert main(["train", "perturb", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["n_params"] == 33
+    fixed = tmp_path / "fixed"
+    assert main(["train", "perturb", *common, "--precision", "fixed", "--hidden", "6,5", "--out", str(fixed)]) == 0
+    first = json.loads((fixed / "metrics.json").read_text())
+    assert first["n_params"] == (2 + 1) * 6 + (6 + 1) * 5 + 5 + 1
+    assert main(["train", "perturb", "--resume", str(fixed), "--epochs", "2", "--no-progress"]) == 0
+    resumed = json.loads((fixed / "metrics.json").read_text())
+    assert resumed["epochs"] == 2 and resumed["macs_per_step"] == first["macs_per_step"]
+    assert main(["train", "perturb", "--resume", str(fixed), "--hidden", "4", "--no-progress"]) == 2
+    assert "a resumed run keeps its own" in capsys.readouterr().err

@@ -282,8 +282,11 @@ def _arrays(engine: PerturbEngine) -> dict[str, list[np.ndarray]]:
 def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path | None, epochs: int | None,
                   seed: int, resume: str | Path | None = None, progress: bool = True,
                   log: Callable[[str], None] = print, overrides: dict | None = None, precision: str | None = None,
-                  limit: int | None = None) -> dict:
+                  limit: int | None = None, hidden: tuple[int, ...] | None = None) -> dict:
     """Train by perturbation learning (or its backprop baseline); return ``metrics.json``'s dict.
+
+    ``hidden`` replaces the task's hidden layer widths (of the MLP, or of every branch and trunk)
+    for a new run.
 
     ``overrides`` replaces fields of the task's :class:`PerturbConfig` (benchmarks and tests;
     fixed point: of :class:`~lavasnn.engine.perturb_fixed.FixedNetConfig`). ``precision`` 'fixed' (default for lava-sim) or ``backend`` 'lava-sim' train with the on-chip
@@ -295,11 +298,13 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         raise UserError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
     if backend == "lava-sim" and precision == "float":
         raise UserError("backend 'lava-sim' trains in fixed point only; use --precision fixed or --backend engine")
+    if hidden is not None and (resume is not None or not hidden or min(hidden) < 1):
+        raise UserError("--hidden takes positive layer widths, for a new run (a resumed run keeps its own)")
     fixed_resume = resume is not None and runs.load_checkpoint(resume)[1].get("algorithm") == "perturb-fixed"
     if backend == "lava-sim" or precision == "fixed" or fixed_resume:
         from lavasnn.train.perturb_fixed import train_perturb_fixed
         return train_perturb_fixed(task, mode, grad, backend, out, epochs, seed, resume, progress, log, limit,
-                                   overrides)
+                                   overrides, hidden)
     if limit is not None:
         raise UserError("--limit applies to fixed-point runs (--precision fixed or --backend lava-sim)")
     if epochs is not None and epochs < 1:
@@ -327,6 +332,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         if mode not in pt.MODES:
             raise UserError(f"mode {mode!r} is not one of: {', '.join(pt.MODES)}")
         s = SETTINGS[settings_key(task)]
+        s = replace(s, hidden=tuple(hidden)) if hidden else s
         cfg = s.config(mode, **{"grad": grad, "seed": seed, **({"epochs": epochs} if epochs else {}),
                                 **(overrides or {})})
         t = build_task(task, s, seed)

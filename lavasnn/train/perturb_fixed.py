@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -61,7 +62,7 @@ def predict(cfg: pf.FixedNetConfig, layers: list[pf.LayerParams], x: torch.Tenso
 def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str | Path | None, epochs: int | None,
                         seed: int, resume: str | Path | None = None, progress: bool = True,
                         log: Callable[[str], None] = print, limit: int | None = None,
-                        overrides: dict | None = None) -> dict:
+                        overrides: dict | None = None, hidden: tuple[int, ...] | None = None) -> dict:
     """Train with the fixed-point rule; return ``metrics.json``'s dict (``overrides``: fields of
     :class:`~lavasnn.engine.perturb_fixed.FixedNetConfig`, for benchmarks and tests)."""
     if resume is not None:
@@ -97,6 +98,9 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
         raise UserError(f"fixed-point (on-chip) perturbation learning trains spiking MLPs (mexican-hat, npz:FILE); "
                         f"task {task!r} needs --precision float --backend engine")
     s = SETTINGS[key]
+    if resume is not None:
+        hidden = cfg.sizes[1:-1]
+    s = replace(s, hidden=tuple(hidden)) if hidden else s
     t = build_task(task, s, seed)
     x_train, y_train = t.train_inputs.double(), np.asarray(t.y_train, dtype=np.float64)
     if float(np.abs(x_train).max()) > 1 or float(np.abs(t.test_inputs).max()) > 1:
