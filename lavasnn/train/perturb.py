@@ -84,7 +84,8 @@ class TaskSettings:
 # / 6e-3 / 1.2e-2 (0.0521 / 0.0528 / diverged); a per-layer normalised step, lr * g_l / RMS(g_l)
 # (lr 1e-3 / 3e-3 / 1e-2 / 3e-2: 0.082 / 0.065 / 0.072 / 0.146); an average of the weights
 # (EMA 0.999: 0.070); Stein's derivative (0.0520). Longer: a 2,400-epoch schedule reached 0.0443
-# at epoch 1,600 (stopped); 64-wide hidden layers 0.0410 after 600 epochs.
+# at epoch 1,600 (stopped); 64-wide hidden layers 0.0410 after 600 epochs. Global with lr 3e-3
+# (600 epochs): 0.0535 / 0.0594 for seeds 0 / 1, against 5e-3's 0.0505 / 0.0592.
 # Operator tasks: global / layer-wise forward gradients under Adam take steps ~ lr * (gradient .
 # v) / rms, i.e. the per-weight step shrinks with the estimate's low signal-to-noise ratio, so
 # they need a larger lr than backprop. Short runs (25 epochs Poisson, 10 reaction-diffusion)
