@@ -81,6 +81,15 @@ class MCLIFOut(NamedTuple):
     v: torch.Tensor | None = None  # the pre-reset voltage the three above were computed from
 
 
+def soma_step_float(v: torch.Tensor, u: torch.Tensor, p: MCLIFParams,
+                    spike: Callable[[torch.Tensor], torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The LIF soma, floating point: (v'_t, s_t, v_t) of :func:`mclif_step_float` for current u_t."""
+    v_pre = v * (1 - p.dv) + u + p.bias
+    s = (v_pre > p.vth).to(v_pre.dtype) if spike is None else spike(v_pre)
+    return v_pre, s, v_pre - p.vth * s if p.soft_reset else v_pre * (1 - s)
+
+
 def mclif_step_float(a_in: torch.Tensor, d_in: torch.Tensor, state: MCLIFState, p: MCLIFParams,
                      spike: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[MCLIFOut, MCLIFState]:
     """One step of the multi-compartment LIF neuron, floating point::
@@ -97,11 +106,9 @@ def mclif_step_float(a_in: torch.Tensor, d_in: torch.Tensor, state: MCLIFState, 
     with a surrogate derivative for backpropagation through time.
     """
     u = state.u * (1 - p.du) + a_in
-    v = state.v * (1 - p.dv) + u + p.bias
-    s = (v > p.vth).to(v.dtype) if spike is None else spike(v)
+    v, s, v_reset = soma_step_float(state.v, u, p, spike)
     g = (torch.abs(v - p.vth) < p.grad_win).to(v.dtype) * p.grad_amp
     c = 1 - s - v * g
-    v_reset = v - p.vth * s if p.soft_reset else v * (1 - s)
     d = state.d * (1 - p.dd) + d_in
     return MCLIFOut(s, g, c, v), MCLIFState(u, v_reset, d)
 

@@ -1,7 +1,8 @@
 """Spiking regressors and operator networks: feed-forward, DeepONet, SepONet.
 
-Every hidden layer is a layer of LIF neurons (:func:`lif_step`: current reset every step, soft
-reset) run for T steps::
+Every hidden layer is a layer of LIF neurons (the soma of the multi-compartment neuron,
+:func:`lavasnn.engine.steps.soma_step_float`: current reset every step, soft reset) run for T
+steps::
 
     v'_t = (1 - dv) v_{t-1} + W x_t + b,    s_t = H(v'_t - vth),    v_t = v'_t - vth s_t
 
@@ -38,7 +39,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from lavasnn.engine.steps import dense_float
+from lavasnn.engine.steps import MCLIFParams, dense_float, soma_step_float
 from lavasnn.learning.perturb import Params
 
 SpikeFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # (s, v', vth) -> s
@@ -67,24 +68,19 @@ class Op(NamedTuple):
     sources: tuple[int, ...]
 
 
-def lif_step(a: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, neuron: NeuronConfig
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LIF step: spikes s_t and the voltage after the soft reset, v_t = v'_t - vth s_t.
-
-    The same arithmetic as :func:`lavasnn.engine.steps.mclif_step_float` with du = 1 (the
-    current is the input), soft reset and no dendrite, without the outputs only BioGrad uses."""
-    v = v * (1 - neuron.dv) + a + bias
-    s = (v > neuron.vth).to(v.dtype)
-    return s, v - neuron.vth * s
+def _soma_params(neuron: NeuronConfig, bias: torch.Tensor) -> MCLIFParams:
+    """The LIF soma of :func:`lavasnn.engine.steps.soma_step_float`: soft reset, current = input."""
+    return MCLIFParams(du=1.0, dv=neuron.dv, dd=0.0, vth=neuron.vth, bias=bias, soft_reset=True, grad_win=0.0)
 
 
 def lif_layer(current: torch.Tensor, bias: torch.Tensor, neuron: NeuronConfig, spike: SpikeFn
               ) -> torch.Tensor:
     """Spikes (T, ..., n) of LIF neurons driven by ``current`` (T, ..., n) and bias (n,)."""
+    p = _soma_params(neuron, bias)
     v = torch.zeros_like(current[0])
     spikes = []
     for a in current:
-        s, v = lif_step(a, v, bias, neuron)
+        _, s, v = soma_step_float(v, a, p)
         spikes.append(spike(s, v + neuron.vth * s, neuron.vth))
     return torch.stack(spikes)
 
@@ -99,11 +95,12 @@ def lif_layer_dual(current: torch.Tensor, current_dot: torch.Tensor, bias: torch
     ``v'_dot_t = (1 - dv) v_dot_{t-1} + a_dot_t + b_dot``, ``s_dot_t = H'(v'_t - vth) v'_dot_t``.
     """
     bias_dot = bias_dot.reshape(bias_dot.shape[0], *([1] * (current.dim() - 2)), bias_dot.shape[-1])
+    p = _soma_params(neuron, bias)
     v = torch.zeros_like(current[0])
     v_dot = torch.zeros_like(current_dot[:, 0])
     spikes, tangents = [], []
     for t in range(current.shape[0]):
-        s, v = lif_step(current[t], v, bias, neuron)
+        _, s, v = soma_step_float(v, current[t], p)
         v_dot = v_dot * (1 - neuron.dv) + current_dot[:, t] + bias_dot
         spikes.append(s)
         tangents.append(deriv(v + neuron.vth * s - neuron.vth) * v_dot)
