@@ -81,6 +81,7 @@ def lif_layer(current: torch.Tensor, bias: torch.Tensor, neuron: NeuronConfig, s
     spikes = []
     for a in current:
         _, s, v = soma_step_float(v, a, p)
+        # v' rebuilt as v + vth s (v' up to rounding), the form the recorded benchmarks used
         spikes.append(spike(s, v + neuron.vth * s, neuron.vth))
     return torch.stack(spikes)
 
@@ -103,7 +104,7 @@ def lif_layer_dual(current: torch.Tensor, current_dot: torch.Tensor, bias: torch
         _, s, v = soma_step_float(v, current[t], p)
         v_dot = v_dot * (1 - neuron.dv) + current_dot[:, t] + bias_dot
         spikes.append(s)
-        tangents.append(deriv(v + neuron.vth * s - neuron.vth) * v_dot)
+        tangents.append(deriv(v + neuron.vth * s - neuron.vth) * v_dot)  # v' as in lif_layer
     return torch.stack(spikes), torch.stack(tangents, dim=1)
 
 
