@@ -11,11 +11,12 @@ Writes ``bench/results/perturb_onchip.json`` with
 * ``lava``: the same rule trained as Lava processes in ``Loihi2SimCfg`` on a random subset of
   ``--lava-limit`` grid points for ``--lava-epochs`` epochs, and the engine on the same subset,
   seed and epochs: their final integer weights (``weight_mismatches`` must be 0), errors on the
-  whole grid, Lava steps per second and samples per second of both.
+  whole grid, Lava steps per second and samples per second of both; ``lava_stein`` the same
+  with Stein's derivative (``--lava-grad stein``).
 
 Usage: ``python bench/bench_perturb_onchip.py [--epochs 15] [--lava-limit 400] [--lava-epochs 10]
-[--skip-full | --skip-lava] [--engine-runs NAME ..]`` (a skipped part or run keeps the figures
-already in the JSON).
+[--skip-full | --skip-lava] [--engine-runs NAME ..] [--lava-grad stein]`` (a skipped part or
+run keeps the figures already in the JSON).
 Run Lava first in a fresh process (forking after torch has started threads can hang).
 """
 
@@ -43,14 +44,14 @@ def _weights(run: Path) -> dict[str, np.ndarray]:
         return {f"{g}/{k}": f[g][k][()] for g in f for k in f[g]}
 
 
-def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path) -> dict:
+def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path, grad: str) -> dict:
     quiet = {"progress": False, "log": lambda s: None}
     t0 = time.perf_counter()
-    lava = train_perturb("mexican-hat", "layerwise", "surrogate", "lava-sim", workdir / "lava", epochs, seed,
+    lava = train_perturb("mexican-hat", "layerwise", grad, "lava-sim", workdir / "lava", epochs, seed,
                          limit=limit, **quiet)
     lava_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
-    engine = train_perturb("mexican-hat", "layerwise", "surrogate", "engine", workdir / "engine", epochs, seed,
+    engine = train_perturb("mexican-hat", "layerwise", grad, "engine", workdir / "engine", epochs, seed,
                            precision="fixed", limit=limit, overrides={"batch": FIXED_TRAIN["batch"]["lava-sim"]},
                            **quiet)
     engine_wall = time.perf_counter() - t0
@@ -58,7 +59,7 @@ def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path) -> dict:
     mismatches = sum(int((a[k] != b[k]).sum()) for k in a)
     train_seconds_lava = lava["seconds_per_step"] * lava["steps"]
     train_seconds_engine = engine["seconds_per_step"] * engine["steps"]
-    return {"mode": "layerwise", "train_samples": limit, "epochs": epochs, "seed": seed,
+    return {"mode": "layerwise", "grad": grad, "train_samples": limit, "epochs": epochs, "seed": seed,
             "batch": FIXED_TRAIN["batch"]["lava-sim"], "updates": lava["steps"],
             "lava_rel_l2_per_epoch": runs_history(workdir / "lava"),
             "weight_mismatches": mismatches, "parameters": sum(v.size for v in a.values()),
@@ -118,6 +119,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-full", action="store_true", help="only the Lava-versus-engine run")
     ap.add_argument("--skip-lava", action="store_true", help="only the full-grid engine runs")
+    ap.add_argument("--lava-grad", choices=["surrogate", "stein"], default="surrogate",
+                    help="spike derivative of the Lava run (stein: written to `lava_stein`)")
     ap.add_argument("--engine-runs", nargs="+", choices=list(ENGINE_RUNS), default=list(ENGINE_RUNS),
                     help="full-grid engine runs to train (the others keep their figures)")
     ap.add_argument("--threads", type=int, default=1)
@@ -129,8 +132,9 @@ def main() -> None:
                    "defaults": {k: v for k, v in FIXED_TRAIN.items()}})
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_lava:
-            report["lava"] = lava_vs_engine(args.lava_limit, args.lava_epochs, args.seed, Path(tmp))
-            print(report["lava"], flush=True)
+            key = "lava" if args.lava_grad == "surrogate" else "lava_stein"
+            report[key] = lava_vs_engine(args.lava_limit, args.lava_epochs, args.seed, Path(tmp), args.lava_grad)
+            print(report[key], flush=True)
         if not args.skip_full:
             report["engine"] = {**report.get("engine", {}), **engine_full(args.engine_runs, args.epochs, args.seed, Path(tmp))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
