@@ -124,8 +124,6 @@ def _train(args: argparse.Namespace) -> int:
         overrides = {k: v for k, v in (("lr", args.lr), ("batch", args.batch)) if v is not None}
         if args.resume is not None and overrides:
             raise UserError("--lr and --batch set up a new run; a resumed run keeps its own")
-        if args.resume is not None and args.hidden is not None:
-            raise UserError("--hidden sets up a new run; a resumed run keeps its own")
         metrics = train_perturb(args.task, args.mode, args.grad, args.backend, args.out, args.epochs, args.seed,
                                 resume=args.resume, progress=not args.no_progress, precision=args.precision,
                                 limit=args.limit, overrides=overrides,

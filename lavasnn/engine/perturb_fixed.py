@@ -299,6 +299,15 @@ def stein_phi(x: torch.Tensor, xi: torch.Tensor, m: int, gain: int) -> torch.Ten
     return ((flips * xi).sum(dim=-1) * gain) >> 16
 
 
+def spike_derivative(cfg: FixedNetConfig, table: torch.Tensor, xi: torch.Tensor | None = None
+                     ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """phi of :func:`lif_step`: the surrogate ``table``, or Stein's estimate from noise xi (..., n, K)."""
+    if cfg.grad == "surrogate":
+        return lambda x: surrogate(x, table, cfg.fmt)
+    m, gain = stein_noise_scale(cfg)
+    return lambda x: stein_phi(x, xi, m, gain)
+
+
 def dense_step(layer: LayerParams, u: LayerParams, x: torch.Tensor, x_dot: torch.Tensor, perturbed: torch.Tensor,
                fmt: FixedFormat) -> tuple[torch.Tensor, torch.Tensor]:
     """a (..., n_out) and a_dot (D, ..., n_out) for inputs x (..., n_in), x_dot (D, ..., n_in);
@@ -376,17 +385,16 @@ class FixedForwardGradEngine:
             raise UserError(f"layer shapes {[tuple(l.weights.shape) for l in layers]} do not match sizes {cfg.sizes}")
         self.cfg, self.layers, self.updates = cfg, list(layers), updates
         self.table = surrogate_table(cfg)
-        self.stein_scale = stein_noise_scale(cfg)
 
     def derivatives(self, n_samples: int) -> list[list[Callable[[torch.Tensor], torch.Tensor]]]:
         """phi of every hidden layer (outer) and time step (inner) for this update's samples."""
         cfg = self.cfg
         if cfg.grad == "surrogate":
-            return [[lambda x: surrogate(x, self.table, cfg.fmt)] * cfg.steps for _ in cfg.sizes[1:-1]]
+            return [[spike_derivative(cfg, self.table)] * cfg.steps for _ in cfg.sizes[1:-1]]
         if n_samples > cfg.batch:
             raise UserError(f"a training batch holds at most cfg.batch = {cfg.batch} samples, got {n_samples}")
         noise = [stein_noise(cfg, l, self.updates)[:, :n_samples] for l in range(cfg.n_layers - 1)]
-        return [[lambda x, xi=xi[t]: stein_phi(x, xi, *self.stein_scale) for t in range(cfg.steps)] for xi in noise]
+        return [[spike_derivative(cfg, self.table, xi[t]) for t in range(cfg.steps)] for xi in noise]
 
     def directions(self) -> list[LayerParams]:
         return [direction(self.cfg, l, self.updates, tuple(layer.weights.shape)) for l, layer in enumerate(self.layers)]

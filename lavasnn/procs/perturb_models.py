@@ -148,18 +148,17 @@ class PyPerturbLIFFixed(PyLoihiProcessModel):
         self.cfg: pf.FixedNetConfig = proc_params["cfg"]
         self.layer: int = proc_params["layer"]
         self.table = pf.surrogate_table(self.cfg)
-        self.stein_scale = pf.stein_noise_scale(self.cfg)
         # Stein's noise keys: updates so far, the sample's slot in its batch, the step in the sample
         self.updates, self.slot, self.t = proc_params["updates"], 0, 0
         self._noise: tuple[int, torch.Tensor] | None = None
 
     def derivative(self):
         if self.cfg.grad == "surrogate":
-            return lambda x: pf.surrogate(x, self.table, self.cfg.fmt)
+            return pf.spike_derivative(self.cfg, self.table)
         if self._noise is None or self._noise[0] != self.updates:  # drawn once per batch
             self._noise = (self.updates, pf.stein_noise(self.cfg, self.layer, self.updates))
-        xi = self._noise[1][self.t % self.cfg.steps, self.slot]  # t = T in an update step, whose output is unused
-        return lambda x: pf.stein_phi(x, xi, *self.stein_scale)
+        # t = T in an update step, whose output is unused
+        return pf.spike_derivative(self.cfg, self.table, self._noise[1][self.t % self.cfg.steps, self.slot])
 
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
