@@ -73,17 +73,21 @@ def test_cli_train_perturb_lr_and_batch_and_divergence(tmp_path, capsys):
                  "--batch", "1000", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "diverged in epoch 2" in err and "keeps epoch 1" in err and "smaller --lr (this run's: 10)" in err
+    assert "--input-lr-scale (this run's: 10)" in err
     assert "Traceback" not in err
     arrays, attrs = runs.load_checkpoint(out)
     assert attrs["epoch"] == 1 and all(np.isfinite(a).all() for layer in arrays.values() for a in layer)
     ok = tmp_path / "ok"
     assert main(["train", "perturb", "--task", "mexican-hat", "--mode", "layerwise", "--epochs", "1", "--lr", "0.02",
-                 "--batch", "2500", "--out", str(ok), "--no-progress"]) == 0
+                 "--batch", "2500", "--input-lr-scale", "2", "--out", str(ok), "--no-progress"]) == 0
     assert json.loads((ok / "metrics.json").read_text())["steps"] == 4
     config = runs.load_checkpoint(ok)[1]["config"]
     assert config["lr"] == 0.02 and config["batch"] == 2500 and config["optimizer"] == "sgd"
+    assert config["input_lr_scale"] == 2
     assert main(["train", "perturb", "--resume", str(ok), "--lr", "0.1"]) == 2
     assert "a resumed run keeps its own" in capsys.readouterr().err
+    assert main(["train", "perturb", "--precision", "fixed", "--input-lr-scale", "2", "--out", str(tmp_path / "f")]) == 2
+    assert "applies to float engine runs" in capsys.readouterr().err and not (tmp_path / "f").exists()
 
 
 def test_cli_train_perturb_hidden_sets_the_network_and_resumes(tmp_path, capsys):

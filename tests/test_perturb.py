@@ -182,6 +182,23 @@ def test_activation_memory_only_for_backprop():
     assert held["bp"] > 0 and held["global"] == held["layerwise"] == held["weight"] == 0
 
 
+@pytest.mark.parametrize("case", range(3))
+def test_input_lr_scale_steps_only_the_layers_fed_by_the_data(case):
+    model, params, x = tiny_models()[case]
+    ops = model.ops(*[(7,), (3, 6), (3, (5, 4))][case])
+    assert set(model.input_groups) == {o.group for o in ops if o.weight and not o.sources}
+    y = model.forward(params, x, SURROGATE).detach() + 0.5
+    deltas = []
+    for scale in (1.0, 4.0):
+        engine = PerturbEngine(model, params, PerturbConfig(optimizer="sgd", lr=1e-2, input_lr_scale=scale), 1)
+        engine.step(x, y)
+        deltas.append([[a - b for a, b in zip(new, old)] for new, old in zip(engine.params, params)])
+    for k, (plain, scaled) in enumerate(zip(*deltas)):
+        factor = 4.0 if k in model.input_groups else 1.0
+        assert any(d.abs().max() > 0 for d in plain)
+        assert all(torch.allclose(b, factor * a, rtol=1e-3, atol=1e-7) for a, b in zip(plain, scaled))
+
+
 def write_tiny_hat(path, n=10):
     d = mexican_hat(n=n)
     np.savez(path, x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)

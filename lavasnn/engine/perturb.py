@@ -7,9 +7,11 @@ One training step on a batch (inputs, targets), loss ``L = mean((y - target)^2)`
 * ``weight``: ``d = (L(theta + sigma v) - L(theta)) / sigma``, ``g = d v``;
 * ``bp``: g = the surrogate gradient by backprop through time;
 
-then ``theta <- theta - lr_k g`` (``sgd``: the on-chip rule, the scalar lr_k d times the
+then ``theta_l <- theta_l - lr_k,l g_l`` (``sgd``: the on-chip rule, the scalar lr_k,l d times the
 regenerated v_ij) or Adam on g (two moments per synapse and a square root: more per-synapse state than the
-weight and its one tag on Loihi 2, so Adam is an engine option, not an on-chip rule), with ``lr_k = lr * decay^(k / steps_per_epoch)``.
+weight and its one tag on Loihi 2, so Adam is an engine option, not an on-chip rule), with
+``lr_k,l = lr * decay^(k / steps_per_epoch)``, times ``input_lr_scale`` for the layers fed by the
+data (``model.input_groups``; on chip a per-layer constant of the learning rule).
 
 Cost per step, counted from the model's list of products (:class:`lavasnn.models.Op`), with F
 the forward pass's multiply-accumulates:
@@ -57,6 +59,7 @@ class PerturbConfig:
     stein_samples: int = 16
     sigma: float = 1e-3
     seed: int = 0
+    input_lr_scale: float = 1.0  # lr factor for the layers fed by the data (model.input_groups)
 
     def __post_init__(self) -> None:
         if self.mode not in pt.MODES:
@@ -65,7 +68,7 @@ class PerturbConfig:
             raise UserError(f"grad {self.grad!r} is not one of: {', '.join(pt.GRADS)}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"optimizer {self.optimizer!r} is not one of: {', '.join(OPTIMIZERS)}")
-        for name in ("lr", "lr_decay", "width", "sigma"):
+        for name in ("lr", "lr_decay", "width", "sigma", "input_lr_scale"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("batch", "epochs", "stein_samples"):
@@ -183,14 +186,15 @@ class PerturbEngine:
             loss, grads = self.gradient(inputs, targets)
         self.last_activation_bytes = saved.bytes
         lr = self.cfg.lr * self.cfg.lr_decay ** (self.updates / self.steps_per_epoch)
+        lrs = [lr * (self.cfg.input_lr_scale if k in self.model.input_groups else 1.0) for k in range(len(self.params))]
         self.updates += 1
         if self.cfg.optimizer == "sgd":
-            self.params = pt.sgd_update(self.params, grads, lr)
+            self.params = pt.sgd_update(self.params, grads, lrs)
         else:
-            self.params = self._adam(grads, lr)
+            self.params = self._adam(grads, lrs)
         return loss
 
-    def _adam(self, grads: pt.Params, lr: float) -> pt.Params:
+    def _adam(self, grads: pt.Params, lrs: list[float]) -> pt.Params:
         (b1, b2), k = ADAM_BETAS, self.updates
         m, s = self.moments
         m = [[b1 * a + (1 - b1) * g for a, g in zip(ml, gl)] for ml, gl in zip(m, grads)]
@@ -198,7 +202,7 @@ class PerturbEngine:
         self.moments = [m, s]
         step = [[(a / (1 - b1 ** k)) / (torch.sqrt(b / (1 - b2 ** k)) + ADAM_EPS) for a, b in zip(ml, sl)]
                 for ml, sl in zip(m, s)]
-        return pt.sgd_update(self.params, step, lr)
+        return pt.sgd_update(self.params, step, lrs)
 
     @torch.no_grad()
     def predict(self, inputs) -> torch.Tensor:

@@ -176,6 +176,7 @@ def forward_gradient(d: torch.Tensor, v: Params) -> Params:
     return [[s * q for q in vl] for s, vl in zip(scale, v)]
 
 
-def sgd_update(params: Params, grads: Params, lr: float) -> Params:
-    """theta <- theta - lr g: with g = d v this is the on-chip rule dW = -lr d v."""
-    return [[p - lr * g for p, g in zip(layer, gl)] for layer, gl in zip(params, grads)]
+def sgd_update(params: Params, grads: Params, lrs: list[float]) -> Params:
+    """theta_l <- theta_l - lr_l g_l for each group l: with g = d v this is the on-chip rule
+    dW = -lr d v, with one learning rate per layer."""
+    return [[p - lr * g for p, g in zip(layer, gl)] for layer, gl, lr in zip(params, grads, lrs, strict=True)]

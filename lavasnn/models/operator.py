@@ -157,6 +157,11 @@ class SpikingMLP:
     def n_groups(self) -> int:
         return len(self.sizes) - 1
 
+    @property
+    def input_groups(self) -> tuple[int, ...]:
+        """The groups whose weights multiply the data (the first layer)."""
+        return (0,)
+
     def init(self, rng: np.random.Generator) -> Params:
         return [_init_layer(rng, a, b, self.neuron.w_scale) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
 
@@ -214,6 +219,11 @@ class SpikingDeepONet:
     def n_groups(self) -> int:
         return self.branch.n_groups + self.trunk.n_groups + 1
 
+    @property
+    def input_groups(self) -> tuple[int, ...]:
+        """The first layers of the branch and of the trunk."""
+        return (0, self.branch.n_groups)
+
     def init(self, rng: np.random.Generator) -> Params:
         return self.branch.init(rng) + self.trunk.init(rng) + [[torch.zeros(1)]]
 
@@ -251,6 +261,12 @@ class SpikingSepONet:
     @property
     def n_groups(self) -> int:
         return self.branch.n_groups + sum(t.n_groups for t in self.trunks) + 1
+
+    @property
+    def input_groups(self) -> tuple[int, ...]:
+        """The first layers of the branch and of every trunk."""
+        starts = np.cumsum([self.branch.n_groups] + [t.n_groups for t in self.trunks])
+        return tuple(int(k) for k in [0, *starts[:-1]])
 
     def init(self, rng: np.random.Generator) -> Params:
         return self.branch.init(rng) + [g for t in self.trunks for g in t.init(rng)] + [[torch.zeros(1)]]

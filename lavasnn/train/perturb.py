@@ -84,8 +84,20 @@ class TaskSettings:
 # / 6e-3 / 1.2e-2 (0.0521 / 0.0528 / diverged); a per-layer normalised step, lr * g_l / RMS(g_l)
 # (lr 1e-3 / 3e-3 / 1e-2 / 3e-2: 0.082 / 0.065 / 0.072 / 0.146); an average of the weights
 # (EMA 0.999: 0.070); Stein's derivative (0.0520). Longer: a 2,400-epoch schedule reached 0.0443
-# at epoch 1,600 (stopped); 64-wide hidden layers 0.0410 after 600 epochs. Global with lr 3e-3
+# at epoch 1,600 (stopped); 64-wide hidden layers 0.0410 after 600 epochs, 128-wide 0.0386 (lr 1e-2;
+# 3e-2 diverged); global 64-wide 0.080 at epoch 150 (32-wide: 0.056). Global with lr 3e-3
 # (600 epochs): 0.0535 / 0.0594 for seeds 0 / 1, against 5e-3's 0.0505 / 0.0592.
+# What holds them back is the largest stable lr, not the estimate's noise at a given lr: exact
+# gradients with the same SGD lr 3e-2 and width 0.05 reach 0.0486 after 150 epochs, level with
+# layer-wise's 0.0498, and 0.0409 / 0.0395 with lr 0.1 / 0.3, where forward gradients diverge.
+# A larger lr for the first layer only (input_lr_scale, the layer fed by the data: 96 of 1,185
+# weights, so it adds little to the estimate's variance) is stable and closes much of the gap:
+# 150 epochs, layer-wise x3 / x5 / x10: 0.0432 / 0.0485 / 0.0460 (x3 on the last layer, or x30
+# on the first, diverges); global x3 / x10 / x20 / x30: 0.0632 / 0.0477 / 0.0558 / 0.0653 against
+# 0.0834 unscaled. 600 epochs: layer-wise x3 0.0397, global x10 0.0425 (the bench unscaled: 0.0451 / 0.0505).
+# Scaling every layer's lr by (n_max / n_l)^a diverged (a = 1, 0.5 at lr 3e-2) or lost (a = 0.5
+# at 1.5e-2: 0.0594); clipping the scalar d at 2x its running RMS lost (0.0531 / 0.0527 at lr 3e-2
+# / 6e-2); global lr 7e-3 with x10 was behind 5e-3 at epoch 200 (0.0470 / 0.0449).
 # Operator tasks: global / layer-wise forward gradients under Adam take steps ~ lr * (gradient .
 # v) / rms, i.e. the per-weight step shrinks with the estimate's low signal-to-noise ratio, so
 # they need a larger lr than backprop. Short runs (25 epochs Poisson, 10 reaction-diffusion)
@@ -101,7 +113,8 @@ _SGD = {"optimizer": "sgd", "width": 0.05}
 SETTINGS = {
     "mexican-hat": TaskSettings((32, 32), 0, NeuronConfig(steps=16), 0, 0, False,
                                 PerturbConfig(batch=500, epochs=600, lr_decay=0.99594),
-                                {"global": {**_SGD, "lr": 5e-3}, "layerwise": {**_SGD, "lr": 3e-2},
+                                {"global": {**_SGD, "lr": 5e-3, "input_lr_scale": 10.0},
+                                 "layerwise": {**_SGD, "lr": 3e-2, "input_lr_scale": 3.0},
                                  "weight": {"lr": 1e-3},
                                  "bp": {"lr": 1e-3}}),
     "poisson": TaskSettings((32, 32), 32, NeuronConfig(steps=16), 800, 200, True,
@@ -309,6 +322,8 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         raise UserError("--hidden takes positive layer widths, for a new run (a resumed run keeps its own)")
     fixed_resume = resume is not None and runs.load_checkpoint(resume)[1].get("algorithm") == "perturb-fixed"
     if backend == "lava-sim" or precision == "fixed" or fixed_resume:
+        if "input_lr_scale" in (overrides or {}):
+            raise UserError("--input-lr-scale applies to float engine runs; the on-chip rule has one learning rate")
         from lavasnn.train.perturb_fixed import train_perturb_fixed
         return train_perturb_fixed(task, mode, grad, backend, out, epochs, seed, resume, progress, log, limit,
                                    overrides, hidden)
@@ -370,8 +385,9 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         train_loss = float(np.mean(losses))
         if not np.isfinite(train_loss):
             kept = f"{run_dir} keeps epoch {epoch}" if epoch else f"{run_dir} holds no finished epoch"
+            scale = f" or --input-lr-scale (this run's: {cfg.input_lr_scale:g})" if cfg.input_lr_scale != 1 else ""
             raise UserError(f"training diverged in epoch {epoch + 1} (loss {train_loss:.3g}); {kept}; "
-                            f"start again with a smaller --lr (this run's: {cfg.lr:g})")
+                            f"start again with a smaller --lr (this run's: {cfg.lr:g}){scale}")
         pred = predict(engine, t, t.test_inputs, len(t.y_test), y_scale)
         err = rel_l2(pred, t.y_test)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "rel_l2": err,
