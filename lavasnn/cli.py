@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=None, help="default: the task's for this mode")
     p.add_argument("--batch", type=_positive_int, default=None, help="default: the task's")
     p.add_argument("--input-lr-scale", type=_positive_float, default=None,
-                   help="float engine: lr factor for the layers fed by the data (default: the task's for this mode)")
+                   help="lr factor for the layers fed by the data (default: the task's for this mode)")
     p.add_argument("--hidden", type=_int_list, default=None,
                    help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default 32,32")
     p.add_argument("--seed", type=int, default=0)

@@ -86,12 +86,10 @@ def test_cli_train_perturb_lr_and_batch_and_divergence(tmp_path, capsys):
     assert config["input_lr_scale"] == 2
     assert main(["train", "perturb", "--resume", str(ok), "--lr", "0.1"]) == 2
     assert "a resumed run keeps its own" in capsys.readouterr().err
-    assert main(["train", "perturb", "--precision", "fixed", "--input-lr-scale", "2", "--out", str(tmp_path / "f")]) == 2
-    assert "applies to float engine runs" in capsys.readouterr().err and not (tmp_path / "f").exists()
 
 
 def test_cli_train_perturb_hidden_sets_the_network_and_resumes(tmp_path, capsys):
-    """--hidden reaches the model (float and fixed point) and a resumed run keeps it."""
+    """--hidden and --input-lr-scale reach the model (float and fixed point); a resumed run keeps them."""
     run = tmp_path / "wide"
     common = ["--task", "mexican-hat", "--epochs", "1", "--batch", "5000", "--no-progress"]
     assert main(["train", "perturb", *common, "--hidden", "8", "--out", str(run)]) == 0
@@ -99,7 +97,9 @@ def test_cli_train_perturb_hidden_sets_the_network_and_resumes(tmp_path, capsys)
     assert main(["train", "perturb", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     assert json.loads((run / "metrics.json").read_text())["n_params"] == 33
     fixed = tmp_path / "fixed"
-    assert main(["train", "perturb", *common, "--precision", "fixed", "--hidden", "6,5", "--out", str(fixed)]) == 0
+    assert main(["train", "perturb", *common, "--precision", "fixed", "--hidden", "6,5", "--input-lr-scale", "2",
+                 "--out", str(fixed)]) == 0
+    assert runs.load_checkpoint(fixed)[1]["config"]["input_lr_scale"] == 2
     first = json.loads((fixed / "metrics.json").read_text())
     assert first["n_params"] == (2 + 1) * 6 + (6 + 1) * 5 + 5 + 1
     assert main(["train", "perturb", "--resume", str(fixed), "--epochs", "2", "--no-progress"]) == 0

@@ -77,6 +77,17 @@ def test_update_follows_minus_d_u_and_clips():
     assert torch.equal(pf.third_factor(torch.tensor([1 << 50, -(1 << 50)]), cfg.fmt.d_shift), torch.tensor([pf.D_MAX, -pf.D_MAX]))
 
 
+def test_input_lr_scale_moves_only_layer_zero_further():
+    plain, scaled = pf.FixedNetConfig((2, 64, 8, 1), lr=0.05), pf.FixedNetConfig((2, 64, 8, 1), lr=0.05, input_lr_scale=4)
+    for index, shape, factor in [(0, (64, 2), 4.0), (1, (8, 64), 1.0)]:
+        layer = pf.LayerParams(torch.zeros(shape, dtype=torch.int64), torch.zeros(shape[0], dtype=torch.int64))
+        u = pf.direction(plain, index, 0, shape)
+        steps = [pf.update_layer(layer, u, 1 << 22, cfg, index, 0).weights for cfg in (plain, scaled)]
+        along = [float((w.double() * u.weights.double()).sum()) for w in steps]
+        assert along[0] < 0 and along[1] == pytest.approx(factor * along[0], rel=0.05)
+        assert factor != 1.0 or torch.equal(steps[0], steps[1])
+
+
 def test_fixed_engine_training_lowers_the_loss():
     engine, _, _ = _engine("layerwise")
     engine.cfg = pf.FixedNetConfig(engine.cfg.sizes, mode="layerwise", lr=0.02, batch=50, seed=1)
@@ -138,12 +149,14 @@ def test_fixed_stein_estimate_is_the_noise_smoothed_step():
         pf.FixedNetConfig((2, 8, 1), mode="weight", grad="stein")
 
 
-@pytest.mark.parametrize("mode, grad", [("layerwise", "surrogate"), ("global", "surrogate"), ("weight", "surrogate"),
-                                        ("layerwise", "stein")])
-def test_lava_and_engine_end_with_identical_weights(mode, grad):
+@pytest.mark.parametrize("mode, grad, scale", [("layerwise", "surrogate", 1.0), ("global", "surrogate", 1.0),
+                                               ("weight", "surrogate", 1.0), ("layerwise", "stein", 1.0),
+                                               ("layerwise", "surrogate", 3.0)])
+def test_lava_and_engine_end_with_identical_weights(mode, grad, scale):
     from lavasnn.crosscheck_perturb import crosscheck_perturb
 
-    report = crosscheck_perturb(samples=7, epochs=2, hidden=4, steps=4, batch=3, mode=mode, grad=grad)
+    report = crosscheck_perturb(samples=7, epochs=2, hidden=4, steps=4, batch=3, mode=mode, grad=grad,
+                                input_lr_scale=scale)
     assert report["updates"] == 6  # batches of 3, 3, 1 per epoch
     assert report["weight_mismatches"] == 0
     assert report["weights_changed"] > report["parameters"] // 2

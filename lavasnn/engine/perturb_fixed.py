@@ -47,8 +47,8 @@ and after the batch sends the third factor ``d_k = clip(D_k >> d_shift, +-(2^23 
     w <- clip(w + SR(-c d_k(l) u), -256, 255),
     c = lr_k 2 2^d_shift 2^(w_frac - dir_frac) / (B n_out T^2 2^(2 v_frac + tan_frac) (4/3))
 
-which is ``w <- w - lr_k d v`` in reals (lr_k = lr decay^epoch: the host may rewrite the
-exponent between epochs) for ``L = mean((y - t)^2)``, B the configured batch
+which is ``w <- w - lr_k d v`` in reals (lr_k = lr decay^epoch, times ``input_lr_scale`` on
+layer 0: a constant of that layer's learning rule; the host may rewrite the exponent between epochs) for ``L = mean((y - t)^2)``, B the configured batch
 (a last, smaller batch sums over fewer samples). SGD only: Adam needs two more states per synapse.
 
 Stein's weak form (``grad`` 'stein') replaces the table by an estimate from K noisy
@@ -157,6 +157,7 @@ class FixedNetConfig:
     surrogate_width: float = 0.05  # of the Gaussian surrogate, in units of vth (see FIXED_TRAIN)
     grad: str = "surrogate"  # spike derivative: the surrogate table or Stein's estimate
     stein_samples: int = 16  # K noise draws per neuron, sample and step ('stein')
+    input_lr_scale: float = 1.0  # lr factor of layer 0, the one fed by the data
     fmt: FixedFormat = FixedFormat()
 
     def __post_init__(self) -> None:
@@ -168,8 +169,9 @@ class FixedNetConfig:
             raise UserError(f"steps and batch must be >= 1, got {self.steps} and {self.batch}")
         if not 0 <= self.dv < DECAY_UNITY:
             raise UserError(f"dv must lie in [0, 4095], got {self.dv}")
-        if not self.lr > 0 or not 0 < self.lr_decay <= 1:
-            raise UserError(f"lr must be > 0 and lr_decay in (0, 1], got {self.lr} and {self.lr_decay}")
+        if not self.lr > 0 or not 0 < self.lr_decay <= 1 or not self.input_lr_scale > 0:
+            raise UserError(f"lr and input_lr_scale must be > 0 and lr_decay in (0, 1], got {self.lr}, "
+                            f"{self.input_lr_scale} and {self.lr_decay}")
         if self.updates_per_epoch < 1:
             raise UserError(f"updates_per_epoch must be >= 1, got {self.updates_per_epoch}")
         if not self.surrogate_width > 0:
@@ -215,10 +217,10 @@ class FixedNetConfig:
         p[self.direction_of(layer)] = int(self.mode != "weight")
         return p
 
-    def update_scale(self, update: int) -> float:
-        """c of the module docstring at update ``update``: the real factor of ``d u``."""
+    def update_scale(self, update: int, layer: int) -> float:
+        """c of the module docstring for layer ``layer`` at update ``update``: the real factor of ``d u``."""
         f = self.fmt
-        lr = self.lr * self.lr_decay ** (update // self.updates_per_epoch)
+        lr = self.lr * self.lr_decay ** (update // self.updates_per_epoch) * (self.input_lr_scale if layer == 0 else 1.0)
         dir_var = DIR_VAR / 2.0 ** (2 * f.dir_frac)
         n = self.batch * self.sizes[-1] * self.steps ** 2
         if self.mode == "weight":
@@ -363,7 +365,7 @@ def third_factor(D: torch.Tensor, shift: int) -> torch.Tensor:
 def update_layer(layer: LayerParams, u: LayerParams, d: int, cfg: FixedNetConfig, index: int, update: int
                  ) -> LayerParams:
     """w <- clip(w + SR(-c d u), -256, 255) for weights and bias (module docstring)."""
-    c = cfg.update_scale(update)
+    c = cfg.update_scale(update, index)
     new = []
     for part, (w, uw) in enumerate(zip(layer, u)):
         dw = stochastic_round(-c * float(d) * uw.to(torch.float64), cfg.seed, UPDATE_TAG, index, update, part)

@@ -41,6 +41,9 @@ LAVA_LIMIT = 400
 # 0.05 vth) was chosen over 0.3 / 0.15 / 0.1 by 15-epoch layer-wise runs: rel L2 0.068 / 0.071 /
 # 0.069 / 0.061 and 2.34 / 2.23 / 1.94 / 1.49 M synaptic events per step (a narrower window
 # leaves fewer non-zero graded tangents to send); global 0.126 / 0.118 at 0.3 / 0.05.
+# input_lr_scale stays 1 on chip: the float runs' larger first-layer step does not carry over to
+# this short, fast-decaying schedule (15 epochs, full grid): layer-wise x3 / x10 0.063 / 0.074
+# (0.061 without), global x3 / x10 0.111 / 0.259 (0.118 without).
 FIXED_TRAIN = {"lr": {"global": 0.012, "layerwise": 0.03, "weight": 0.03}, "lr_decay": 0.85,
                "batch": {"engine": 100, "lava-sim": 20}, "epochs": {"engine": 15, "lava-sim": 10}}
 
