@@ -14,7 +14,8 @@ Writes ``bench/results/perturb_<task>.json`` with
 
 Each run also records its full training configuration (``settings``).
 
-Usage: ``python bench/bench_perturb.py --task mexican-hat [--epochs N] [--skip-scaling] [--jobs 2]``.
+Usage: ``python bench/bench_perturb.py --task mexican-hat [--epochs N] [--skip-scaling] [--jobs 2]
+[--modes layerwise bp] [--hidden 64 64] [--set layerwise:lr=0.02 ..]``.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ MODES = ("global", "layerwise", "weight", "bp")
 COSINE_DIRECTIONS = 32
 
 
-def run_mode(task: str, mode: str, grad: str, epochs: int | None, seed: int, workdir: Path, threads: int) -> dict:
+def run_mode(task: str, mode: str, grad: str, epochs: int | None, seed: int, workdir: Path, threads: int,
+             hidden: tuple[int, ...] | None = None, overrides: dict | None = None) -> dict:
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    m = train_perturb(task, mode, grad, "engine", workdir / mode, epochs, seed, progress=False, log=lambda s: None)
+    m = train_perturb(task, mode, grad, "engine", workdir / mode, epochs, seed, progress=False, log=lambda s: None,
+                      overrides=overrides, hidden=hidden)
     m["wall_seconds"] = time.perf_counter() - t0
     m["settings"] = runs.load_checkpoint(workdir / mode)[1]["config"]  # as trained, overrides included
     print(f"{task} {mode}: rel L2 {m['rel_l2']:.4f}, {m['macs_per_step']:.3g} MACs/step, "
@@ -51,13 +54,27 @@ def run_mode(task: str, mode: str, grad: str, epochs: int | None, seed: int, wor
     return m
 
 
-def run_modes(task: str, grad: str, epochs: int | None, seed: int, workdir: Path, threads: int, jobs: int) -> dict:
+def run_modes(task: str, grad: str, epochs: int | None, seed: int, workdir: Path, threads: int, jobs: int,
+              modes: list[str], hidden: tuple[int, ...] | None, overrides: dict[str, dict]) -> dict:
     """One training run per mode, ``jobs`` at a time (separate processes, ``threads`` each)."""
-    args = [(task, mode, grad, epochs, seed, workdir, threads) for mode in MODES]
+    args = [(task, mode, grad, epochs, seed, workdir, threads, hidden, overrides.get(mode)) for mode in modes]
     if jobs == 1:
-        return {mode: run_mode(*a) for mode, a in zip(MODES, args)}
+        return {mode: run_mode(*a) for mode, a in zip(modes, args)}
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return dict(zip(MODES, pool.map(run_mode, *zip(*args))))
+        return dict(zip(modes, pool.map(run_mode, *zip(*args))))
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict]:
+    """``MODE:KEY=VALUE`` items (VALUE a JSON number) -> {mode: {key: value}}."""
+    out: dict[str, dict] = {}
+    for item in items:
+        try:
+            mode, assignment = item.split(":", 1)
+            key, value = assignment.split("=", 1)
+            out.setdefault(mode, {})[key] = json.loads(value)
+        except ValueError:
+            raise SystemExit(f"--set {item!r}: expected MODE:KEY=VALUE, e.g. layerwise:lr=0.02") from None
+    return out
 
 
 def cost_vs_bp(results: dict) -> dict:
@@ -133,13 +150,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training run")
     ap.add_argument("--jobs", type=int, default=1, help="training runs at a time (processes)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    ap.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths (default: the task's)")
+    ap.add_argument("--set", action="append", default=[], metavar="MODE:KEY=VALUE",
+                    help="replace one training setting of one mode, e.g. layerwise:lr=0.02 (repeatable)")
     args = ap.parse_args()
+    overrides = parse_overrides(args.set)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_modes(args.task, args.grad, args.epochs, args.seed, Path(tmp), args.threads, args.jobs)
+        results = run_modes(args.task, args.grad, args.epochs, args.seed, Path(tmp), args.threads, args.jobs,
+                            args.modes, tuple(args.hidden) if args.hidden else None, overrides)
     report = {"task": args.task, "grad": args.grad, "seed": args.seed, "threads": args.threads, "jobs": args.jobs,
               "device": "cpu", "settings": {k: str(v) for k, v in SETTINGS[settings_key(args.task)].__dict__.items()},
-              "runs": results, "cost_vs_bp": cost_vs_bp(results)}
+              "hidden": args.hidden, "overrides": overrides, "runs": results}
+    if "bp" in results:
+        report["cost_vs_bp"] = cost_vs_bp(results)
     if not args.skip_scaling:
         report["scaling"] = scaling(args.task, args.widths, args.scaling_epochs, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -97,7 +97,8 @@ class TaskSettings:
 # 0.0834 unscaled. 600 epochs: layer-wise x3 0.0397, global x10 0.0425 (the bench unscaled: 0.0451 / 0.0505).
 # Scaling every layer's lr by (n_max / n_l)^a diverged (a = 1, 0.5 at lr 3e-2) or lost (a = 0.5
 # at 1.5e-2: 0.0594); clipping the scalar d at 2x its running RMS lost (0.0531 / 0.0527 at lr 3e-2
-# / 6e-2); global lr 7e-3 with x10 was behind 5e-3 at epoch 200 (0.0470 / 0.0449).
+# / 6e-2); global lr 7e-3 with x10 was behind 5e-3 at epoch 200 (0.0470 / 0.0449). Layer-wise x3
+# decaying to 0.02 / 0.3 of lr instead of 0.087: 0.0420 / 0.0473 at epoch 400 (0.0408).
 # Operator tasks: global / layer-wise forward gradients under Adam take steps ~ lr * (gradient .
 # v) / rms, i.e. the per-weight step shrinks with the estimate's low signal-to-noise ratio, so
 # they need a larger lr than backprop. Short runs (25 epochs Poisson, 10 reaction-diffusion)
