@@ -100,7 +100,7 @@ class TaskSettings:
 # / 6e-2); global lr 7e-3 with x10 was behind 5e-3 at epoch 200 (0.0470 / 0.0449). Layer-wise x3
 # decaying to 0.02 / 0.3 of lr instead of 0.087: 0.0420 / 0.0473 at epoch 400 (0.0408).
 # Wider, with the first-layer step (bench/results/hidden64, hidden128): 64 wide, lr 2e-2, x4.5
-# 0.0344 (seed 1: 0.0418; x6: 0.0446 at epoch 200); 128 wide, lr 1e-2, x10 0.0302. The defaults
+# 0.0344 (seed 1: 0.0418; x6: 0.0446 at epoch 200); 128 wide, lr 1e-2, x10 0.0302 (seed 1: 0.0302). The defaults
 # stay 32 wide so that all modes train one network (global at 64 wide lost, see above).
 # Operator tasks: global / layer-wise forward gradients under Adam take steps ~ lr * (gradient .
 # v) / rms, i.e. the per-weight step shrinks with the estimate's low signal-to-noise ratio, so
