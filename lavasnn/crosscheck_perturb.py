@@ -57,6 +57,7 @@ def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, step
             changed += int((a != a0).sum())
             total += a.numel()
     return {"samples": len(x), "epochs": epochs, "mode": mode, "grad": grad, "sizes": list(cfg.sizes), "steps": steps,
-            "batch": batch, "seed": seed, "input_lr_scale": input_lr_scale, "updates": engine.updates, "weight_mismatches": mismatches,
+            "batch": batch, "seed": seed, "input_lr_scale": input_lr_scale, "updates": engine.updates,
+            "weight_mismatches": mismatches,
             "weights_changed": changed, "parameters": total, "engine_train_loss": engine_losses,
             "lava_train_loss": lava_losses}

@@ -143,6 +143,8 @@ class PerturbEngine:
         self.model, self.cfg, self.steps_per_epoch = model, cfg, steps_per_epoch
         self.params = [[p.detach().clone() for p in layer] for layer in params]
         self.updates = updates
+        groups = model.input_groups
+        self.lr_scales = [cfg.input_lr_scale if k in groups else 1.0 for k in range(len(self.params))]
         if cfg.optimizer == "adam":
             zeros = lambda: [[torch.zeros_like(p) for p in layer] for layer in self.params]  # noqa: E731
             self.moments = optimizer_state or [zeros(), zeros()]
@@ -186,7 +188,7 @@ class PerturbEngine:
             loss, grads = self.gradient(inputs, targets)
         self.last_activation_bytes = saved.bytes
         lr = self.cfg.lr * self.cfg.lr_decay ** (self.updates / self.steps_per_epoch)
-        lrs = [lr * (self.cfg.input_lr_scale if k in self.model.input_groups else 1.0) for k in range(len(self.params))]
+        lrs = [lr * scale for scale in self.lr_scales]
         self.updates += 1
         if self.cfg.optimizer == "sgd":
             self.params = pt.sgd_update(self.params, grads, lrs)
