@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--grad", default="surrogate", choices=pt.GRADS)
     ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: the task's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128])
     ap.add_argument("--scaling-epochs", type=int, default=30)
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training run")

@@ -26,6 +26,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -97,7 +98,7 @@ def synaptic_events(run: Path) -> dict:
     c = attrs["config"]
     cfg = pf.FixedNetConfig(**{**c, "sizes": tuple(c["sizes"]), "fmt": pf.FixedFormat(**c["fmt"])})
     layers = [pf.LayerParams(*(torch.as_tensor(a) for a in arrays[f"layer{l}"])) for l in range(cfg.n_layers)]
-    task = build_task("mexican-hat", SETTINGS["mexican-hat"], 0)
+    task = build_task("mexican-hat", replace(SETTINGS["mexican-hat"], hidden=tuple(c["sizes"][1:-1])), 0)
     events: dict = {"forward": 0, "tangent": 0}
     pf.FixedForwardGradEngine(cfg, layers, attrs["updates"]).step(task.train_inputs[:cfg.batch].double(),
                                                                   torch.as_tensor(task.y_train[:cfg.batch]), events)

@@ -239,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-lr-scale", type=_positive_float, default=None,
                    help="lr factor for the layers fed by the data (default: the task's for this mode)")
     p.add_argument("--hidden", type=_int_list, default=None,
-                   help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default 32,32")
+                   help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default: "
+                        "the task's (Mexican hat 128,128 in float, 32,32 on chip; other tasks 32,32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder for metrics.json, the loss curve, plots and checkpoint.h5")
     p.add_argument("--resume", help="continue the run in this folder")

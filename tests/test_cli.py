@@ -70,7 +70,7 @@ def test_cli_train_perturb_lr_and_batch_and_divergence(tmp_path, capsys):
     error before it writes the diverged epoch."""
     out = tmp_path / "div"
     assert main(["train", "perturb", "--task", "mexican-hat", "--mode", "global", "--epochs", "2", "--lr", "10",
-                 "--batch", "1000", "--out", str(out), "--no-progress"]) == 2
+                 "--batch", "1000", "--hidden", "32,32", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "diverged in epoch 2" in err and "keeps epoch 1" in err and "smaller --lr (this run's: 10)" in err
     assert "--input-lr-scale (this run's: 10)" in err

@@ -35,6 +35,8 @@ from lavasnn.train.perturb import SETTINGS, build_task, plot_curve, plot_predict
 FIXED_MODES = pf.MODES
 LAVA_LIMIT = 400
 # Defaults of the fixed-point rule, chosen with bench/bench_perturb_onchip.py (see its JSON).
+# On chip the Mexican hat network stays 2-32-32-1 (the float default is 128 wide), the network
+# these settings were chosen for; --hidden changes it.
 # lava-sim trains on LAVA_LIMIT samples, so it takes smaller batches to make as many updates.
 # weight: 0.03 of 0.003 / 0.01 / 0.03 / 0.05 (full grid: 0.63 / 0.59 / 0.41 / - after 5 epochs,
 # 0.356 / 0.365 for 0.03 / 0.05 after 15). The surrogate's width (FixedNetConfig.surrogate_width,
@@ -44,7 +46,7 @@ LAVA_LIMIT = 400
 # input_lr_scale stays 1 on chip: the float runs' larger first-layer step does not carry over to
 # this short, fast-decaying schedule (15 epochs, full grid): layer-wise x3 / x10 0.063 / 0.074
 # (0.061 without), global x3 / x10 0.111 / 0.259 (0.118 without).
-FIXED_TRAIN = {"lr": {"global": 0.012, "layerwise": 0.03, "weight": 0.03}, "lr_decay": 0.85,
+FIXED_TRAIN = {"hidden": (32, 32), "lr": {"global": 0.012, "layerwise": 0.03, "weight": 0.03}, "lr_decay": 0.85,
                "batch": {"engine": 100, "lava-sim": 20}, "epochs": {"engine": 15, "lava-sim": 10}}
 
 
@@ -103,7 +105,7 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
     s = SETTINGS[key]
     if resume is not None:
         hidden = cfg.sizes[1:-1]
-    s = replace(s, hidden=tuple(hidden)) if hidden else s
+    s = replace(s, hidden=tuple(hidden or FIXED_TRAIN["hidden"]))
     t = build_task(task, s, seed)
     x_train, y_train = t.train_inputs.double(), np.asarray(t.y_train, dtype=np.float64)
     if float(np.abs(x_train).max()) > 1 or float(np.abs(t.test_inputs).max()) > 1:
