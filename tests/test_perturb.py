@@ -111,6 +111,20 @@ def test_forward_gradient_is_unbiased():
     assert cosine > 0.95
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_surrogate_is_the_density_and_zero_where_it_underflows(dtype):
+    """phi_w(x) = exp(-x^2 / (2 w^2)) / (sqrt(2 pi) w), bit for bit, where the exponential is at
+    least 3x the dtype's smallest normal number; 0 below 2x; never subnormal."""
+    w = 0.05
+    x = torch.linspace(-3, 3, 6001, dtype=dtype)
+    phi = pt.gaussian_surrogate(x, w)
+    formula = torch.exp(-0.5 * (x / w) ** 2) / (np.sqrt(2 * np.pi) * w)
+    gauss, tiny = torch.exp(-0.5 * (x.double() / w) ** 2), torch.finfo(dtype).tiny
+    assert phi.dtype == dtype and torch.equal(phi[gauss >= 3 * tiny], formula[gauss >= 3 * tiny])
+    assert (phi[gauss < 2 * tiny] == 0).all() and (gauss < 2 * tiny).sum() > 1000
+    assert not ((phi != 0) & (phi.abs() < tiny)).any()
+
+
 def test_stein_estimator_converges_to_the_gaussian_surrogate():
     x = torch.linspace(-1, 1, 41)
     exact = pt.gaussian_surrogate(x, 0.3)

@@ -56,8 +56,13 @@ LossFn = Callable[[Params], torch.Tensor]
 
 
 def gaussian_surrogate(x: torch.Tensor, width: float) -> torch.Tensor:
-    """phi_w(x) = exp(-x^2 / (2 w^2)) / (sqrt(2 pi) w), the derivative of H smoothed by N(0, w^2)."""
-    return torch.exp(-0.5 * (x / width) ** 2) / (math.sqrt(2 * math.pi) * width)
+    """phi_w(x) = exp(-x^2 / (2 w^2)) / (sqrt(2 pi) w), the derivative of H smoothed by N(0, w^2).
+
+    0 where exp would come within a factor e of the dtype's smallest normal number: on x86 CPUs
+    exp is up to 60x slower near and below it, where most neurons are with a narrow width."""
+    z = 0.5 * (x / width) ** 2
+    limit = -math.log(torch.finfo(x.dtype).tiny) - 1.0
+    return torch.exp(-z.clamp(max=limit)).masked_fill(z >= limit, 0.0) / (math.sqrt(2 * math.pi) * width)
 
 
 def stein_derivative(x: torch.Tensor, width: float, samples: int, generator: torch.Generator
