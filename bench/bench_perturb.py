@@ -167,10 +167,15 @@ def main() -> None:
         report["cost_vs_bp"] = cost_vs_bp(results)
     if not args.skip_scaling:
         report["scaling"] = scaling(args.task, args.widths, args.scaling_epochs, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = args.task.replace(":", "_").replace("/", "_")
-    runs.write_json(args.out / f"perturb_{name}.json", report)
-    print(f"wrote {args.out / f'perturb_{name}.json'}")
+    write_report(args.out, "perturb", args.task, report)
+
+
+def write_report(out: Path, prefix: str, task: str, report: dict) -> None:
+    """Write ``report`` to ``out/<prefix>_<task>.json`` (the task's ':' and '/' made '_')."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{prefix}_{task.replace(':', '_').replace('/', '_')}.json"
+    runs.write_json(path, report)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

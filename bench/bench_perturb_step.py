@@ -20,8 +20,9 @@ import torch
 
 from lavasnn.engine.perturb import PerturbEngine
 from lavasnn.learning import perturb as pt
-from lavasnn.train import runs
 from lavasnn.train.perturb import SETTINGS, build_task, settings_key
+
+from bench_perturb import write_report  # bench/ is on sys.path when a script here runs
 
 
 def step_seconds(task: str, mode: str, repeats: int, warmup: int, seed: int) -> list[float]:
@@ -62,10 +63,7 @@ def main() -> None:
         bp = report["modes"]["bp"]["median_s"]
         for row in report["modes"].values():
             row["vs_bp"] = row["median_s"] / bp
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = args.task.replace(":", "_").replace("/", "_")
-    runs.write_json(args.out / f"perturb_step_{name}.json", report)
-    print(f"wrote {args.out / f'perturb_step_{name}.json'}")
+    write_report(args.out, "perturb_step", args.task, report)
 
 
 if __name__ == "__main__":
