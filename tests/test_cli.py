@@ -61,6 +61,11 @@ def test_cli_train_perturb_one_epoch_writes_metrics(tmp_path, capsys):
                 "macs_per_step", "seconds_per_step"):
         assert key in metrics
     assert metrics["mode"] == "layerwise" and 0 < metrics["rel_l2"] < 1.5
+    assert metrics["n_params"] == (2 + 1) * 128 + (128 + 1) * 128 + 128 + 1  # the float default, 2-128-128-1
+    on_chip = tmp_path / "fixed"
+    assert main(["train", "perturb", "--task", "mexican-hat", "--precision", "fixed", "--epochs", "1",
+                 "--batch", "5000", "--out", str(on_chip), "--no-progress"]) == 0
+    assert json.loads((on_chip / "metrics.json").read_text())["n_params"] == 1185  # on chip: 2-32-32-1
     assert main(["train", "perturb", "--backend", "lava-sim", "--precision", "float", "--out", str(tmp_path / "x")]) == 2
     assert "fixed point only" in capsys.readouterr().err
 
