@@ -78,7 +78,8 @@ def test_update_follows_minus_d_u_and_clips():
 
 
 def test_input_lr_scale_moves_only_layer_zero_further():
-    plain, scaled = pf.FixedNetConfig((2, 64, 8, 1), lr=0.05), pf.FixedNetConfig((2, 64, 8, 1), lr=0.05, input_lr_scale=4)
+    plain = pf.FixedNetConfig((2, 64, 8, 1), lr=0.05)
+    scaled = pf.FixedNetConfig((2, 64, 8, 1), lr=0.05, input_lr_scale=4)
     for index, shape, factor in [(0, (64, 2), 4.0), (1, (8, 64), 1.0)]:
         layer = pf.LayerParams(torch.zeros(shape, dtype=torch.int64), torch.zeros(shape[0], dtype=torch.int64))
         u = pf.direction(plain, index, 0, shape)

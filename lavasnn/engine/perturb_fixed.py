@@ -48,8 +48,9 @@ and after the batch sends the third factor ``d_k = clip(D_k >> d_shift, +-(2^23 
     c = lr_k 2 2^d_shift 2^(w_frac - dir_frac) / (B n_out T^2 2^(2 v_frac + tan_frac) (4/3))
 
 which is ``w <- w - lr_k d v`` in reals (lr_k = lr decay^epoch, times ``input_lr_scale`` on
-layer 0: a constant of that layer's learning rule; the host may rewrite the exponent between epochs) for ``L = mean((y - t)^2)``, B the configured batch
-(a last, smaller batch sums over fewer samples). SGD only: Adam needs two more states per synapse.
+layer 0: a constant of that layer's learning rule; the host may rewrite the exponent between
+epochs) for ``L = mean((y - t)^2)``, B the configured batch (a last, smaller batch sums over
+fewer samples). SGD only: Adam needs two more states per synapse.
 
 Stein's weak form (``grad`` 'stein') replaces the table by an estimate from K noisy
 evaluations of the neuron's own threshold test, per neuron, sample and step (:func:`stein_phi`)::
@@ -220,7 +221,8 @@ class FixedNetConfig:
     def update_scale(self, update: int, layer: int) -> float:
         """c of the module docstring for layer ``layer`` at update ``update``: the real factor of ``d u``."""
         f = self.fmt
-        lr = self.lr * self.lr_decay ** (update // self.updates_per_epoch) * (self.input_lr_scale if layer == 0 else 1.0)
+        layer_scale = self.input_lr_scale if layer == 0 else 1.0
+        lr = self.lr * self.lr_decay ** (update // self.updates_per_epoch) * layer_scale
         dir_var = DIR_VAR / 2.0 ** (2 * f.dir_frac)
         n = self.batch * self.sizes[-1] * self.steps ** 2
         if self.mode == "weight":
