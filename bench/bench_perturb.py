@@ -35,7 +35,7 @@ import torch
 from lavasnn.engine.perturb import PerturbEngine
 from lavasnn.learning import perturb as pt
 from lavasnn.train import runs
-from lavasnn.train.perturb import SETTINGS, build_task, settings_key, train_perturb
+from lavasnn.train.perturb import SETTINGS, Task, build_task, predict, rel_l2, settings_key, train_perturb
 
 MODES = ("global", "layerwise", "weight", "bp")
 COSINE_DIRECTIONS = 32
@@ -102,6 +102,19 @@ def gradient_cosine(engine: PerturbEngine, inputs, targets: torch.Tensor, mode: 
     return float(np.mean(cosines))
 
 
+def train_epochs(engine: PerturbEngine, t: Task, y: torch.Tensor, epochs: int, rng: np.random.Generator) -> float:
+    """Train ``engine`` for ``epochs`` epochs of shuffled batches; return the seconds spent in steps."""
+    seconds = 0.0
+    for _ in range(epochs):
+        order = rng.permutation(t.n_train)
+        for start in range(0, t.n_train, engine.cfg.batch):
+            b = order[start:start + engine.cfg.batch]
+            t0 = time.perf_counter()
+            engine.step(t.take(t.train_inputs, b), y[b])
+            seconds += time.perf_counter() - t0
+    return seconds
+
+
 def scaling(task: str, widths: list[int], epochs: int, seed: int) -> list[dict]:
     out = []
     base = SETTINGS[settings_key(task)]
@@ -119,18 +132,9 @@ def scaling(task: str, widths: list[int], epochs: int, seed: int) -> list[dict]:
             idx = rng.permutation(t.n_train)[:cfg.batch]
             if mode != "bp":
                 row[f"{mode}_cosine"] = gradient_cosine(engine, t.take(t.train_inputs, idx), y[idx], mode)
-            seconds = 0.0
-            for _ in range(epochs):
-                order = rng.permutation(t.n_train)
-                for start in range(0, t.n_train, cfg.batch):
-                    b = order[start:start + cfg.batch]
-                    t0 = time.perf_counter()
-                    engine.step(t.take(t.train_inputs, b), y[b])
-                    seconds += time.perf_counter() - t0
-            pred = np.concatenate([engine.predict(t.take(t.test_inputs, np.arange(i, min(i + 2048, len(t.y_test)))))
-                                   .numpy() for i in range(0, len(t.y_test), 2048)]) * y_scale
+            seconds = train_epochs(engine, t, y, epochs, rng)
             row["n_params"] = engine.n_params
-            row[f"{mode}_rel_l2"] = float(np.linalg.norm(pred - t.y_test) / np.linalg.norm(t.y_test))
+            row[f"{mode}_rel_l2"] = rel_l2(predict(engine, t, t.test_inputs, len(t.y_test), y_scale), t.y_test)
             row[f"{mode}_macs_per_step"] = engine.cost(t.ops(cfg.batch)).macs
             row[f"{mode}_seconds_per_step"] = seconds / engine.updates
         print(json.dumps(row), flush=True)
