@@ -122,12 +122,14 @@ class TaskSettings:
 # layer-wise x3 / x10 0.163 / 0.212 at epoch 1,000 against 0.138 without.
 # What limits layer-wise here is the estimate on the spiking layers (bench/bench_perturb_oracle.py:
 # exact gradients on the spiking layers and forward gradients on the readouts give Poisson 0.045,
-# reaction-diffusion 0.110; backprop 0.041 / 0.103). Exploratory Poisson layer-wise runs of 500 epochs (lr 1e-2, decay to 0.048;
-# plain 0.171, exact spiking layers 0.053) that did not close the gap: one direction per function
-# and per query point instead of one per batch (cosine with the batch gradient 0.102 instead of
-# 0.022 at initialisation; error 0.151; SGD with it diverged at lr 0.1), Adam beta_1 0.99 (0.236),
-# hidden and latent widths 16 / 64 (0.195 / 0.535), surrogate width 0.05 (0.177). A smaller step on
-# the input layers with the defaults (2,000 epochs): input_lr_scale 0.3 / 0.1 gave 0.114 / 0.139.
+# reaction-diffusion 0.110; backprop 0.041 / 0.103). Exploratory Poisson layer-wise runs of 500
+# epochs (lr 1e-2, decay to 0.048; plain 0.171, exact spiking layers 0.053) that did not close the
+# gap: one direction per function and per query point instead of one per batch (cosine with the
+# batch gradient 0.102 instead of 0.022 at initialisation; error 0.151; SGD with it diverged at lr
+# 0.1), Adam beta_1 0.99 (0.236), hidden and latent widths 16 / 64 (0.195 / 0.535), surrogate
+# width 0.05 (0.177), SGD with width 0.05 (lr 3e-3 / 1e-2: 0.462 / 0.335; 3e-2 diverged). A
+# smaller step on the input layers with the defaults (2,000 epochs): input_lr_scale 0.3 / 0.1
+# gave 0.114 / 0.139.
 _SGD = {"optimizer": "sgd", "width": 0.05}
 SETTINGS = {
     "mexican-hat": TaskSettings((128, 128), 0, NeuronConfig(steps=16), 0, 0, False,
