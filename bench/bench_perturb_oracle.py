@@ -47,11 +47,13 @@ class PartlyExactEngine(PerturbEngine):
         self.exact = exact
 
     def gradient(self, inputs, targets: torch.Tensor) -> tuple[float, pt.Params]:
-        loss, estimate = super().gradient(inputs, targets)
         if not self.exact:
-            return loss, estimate
-        _, exact = pt.backprop_gradient(self.loss_fn(inputs, targets, self.spike_grad()), self.params)
-        return loss, [exact[k] if k in self.exact else g for k, g in enumerate(estimate)]
+            return super().gradient(inputs, targets)
+        loss, exact = pt.backprop_gradient(self.loss_fn(inputs, targets, self.spike_grad()), self.params)
+        if len(self.exact) == len(self.params):
+            return float(loss), exact
+        _, estimate = super().gradient(inputs, targets)
+        return float(loss), [exact[k] if k in self.exact else g for k, g in enumerate(estimate)]
 
 
 def group_sets(t: Task) -> dict[str, frozenset[int]]:
