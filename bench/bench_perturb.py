@@ -35,7 +35,8 @@ import torch
 from lavasnn.engine.perturb import PerturbEngine
 from lavasnn.learning import perturb as pt
 from lavasnn.train import runs
-from lavasnn.train.perturb import SETTINGS, Task, build_task, predict, rel_l2, settings_key, train_perturb
+from lavasnn.train.perturb import (SETTINGS, Task, build_task, predict, rel_l2, settings_key, target_scale,
+                                   train_perturb)
 
 MODES = ("global", "layerwise", "weight", "bp")
 COSINE_DIRECTIONS = 32
@@ -121,7 +122,7 @@ def scaling(task: str, widths: list[int], epochs: int, seed: int) -> list[dict]:
     for width in widths:
         s = replace(base, hidden=(width,) * len(base.hidden))
         t = build_task(task, s, seed)
-        y_scale = float(np.std(t.y_train)) if s.normalize else 1.0
+        y_scale = target_scale(s, t)
         y = torch.as_tensor(t.y_train / y_scale, dtype=torch.float32)
         row = {"width": width}
         for mode in ("global", "layerwise", "bp"):

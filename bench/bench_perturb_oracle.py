@@ -34,7 +34,7 @@ import torch
 from bench_perturb import train_epochs, write_report
 from lavasnn.engine.perturb import PerturbEngine
 from lavasnn.learning import perturb as pt
-from lavasnn.train.perturb import SETTINGS, Task, build_task, predict, rel_l2, settings_key
+from lavasnn.train.perturb import SETTINGS, Task, build_task, predict, rel_l2, settings_key, target_scale
 
 SETS = ("none", "readouts", "inputs", "hidden", "all")
 
@@ -73,7 +73,7 @@ def run_set(task: str, name: str, epochs: int | None, seed: int) -> dict:
     t = build_task(task, s, seed)
     exact = group_sets(t)[name]
     rng = np.random.default_rng(seed)
-    y_scale = (float(np.std(t.y_train)) or 1.0) if s.normalize else 1.0
+    y_scale = target_scale(s, t)
     engine = PartlyExactEngine(t.model, t.model.init(rng), cfg, -(-t.n_train // cfg.batch), exact=exact)
     t0 = time.perf_counter()
     train_epochs(engine, t, torch.as_tensor(t.y_train / y_scale, dtype=torch.float32), cfg.epochs, rng)

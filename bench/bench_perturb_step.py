@@ -20,7 +20,7 @@ import torch
 
 from lavasnn.engine.perturb import PerturbEngine
 from lavasnn.learning import perturb as pt
-from lavasnn.train.perturb import SETTINGS, build_task, settings_key
+from lavasnn.train.perturb import SETTINGS, build_task, settings_key, target_scale
 
 from bench_perturb import write_report  # bench/ is on sys.path when a script here runs
 
@@ -31,7 +31,7 @@ def step_seconds(task: str, mode: str, repeats: int, warmup: int, seed: int) -> 
     cfg = s.config(mode, seed=seed)
     rng = np.random.default_rng(seed)
     engine = PerturbEngine(t.model, t.model.init(rng), cfg, -(-t.n_train // cfg.batch))
-    y_scale = float(np.std(t.y_train)) if s.normalize else 1.0
+    y_scale = target_scale(s, t)
     idx = rng.permutation(t.n_train)[:cfg.batch]
     inputs, targets = t.take(t.train_inputs, idx), torch.as_tensor(t.y_train[idx] / y_scale, dtype=torch.float32)
     seconds = []

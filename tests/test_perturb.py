@@ -15,7 +15,7 @@ from lavasnn.errors import UserError
 from lavasnn.learning import perturb as pt
 from lavasnn.models.operator import NeuronConfig, SpikingDeepONet, SpikingMLP, SpikingSepONet, add_tangents
 from lavasnn.train import runs
-from lavasnn.train.perturb import train_perturb
+from lavasnn.train.perturb import SETTINGS, target_scale, train_perturb
 
 NEURON = NeuronConfig(steps=6)
 SURROGATE = pt.SpikeGrad("surrogate")
@@ -264,3 +264,12 @@ def test_bad_input_is_a_user_error(tmp_path):
                                       ("mexican-hat", "global", "magic", "engine")]:
         with pytest.raises(UserError):
             train_perturb(task, mode, grad, backend, tmp_path / "x", 1, 0, progress=False, log=lambda s: None)
+
+
+def test_target_scale_is_the_training_targets_std_for_operators_only():
+    y = np.array([[0.0, 2.0], [4.0, 6.0]])
+    task = type("T", (), {"y_train": y})()
+    assert target_scale(SETTINGS["poisson"], task) == pytest.approx(np.std(y))
+    assert target_scale(SETTINGS["mexican-hat"], task) == 1.0
+    task.y_train = np.zeros((2, 2))
+    assert target_scale(SETTINGS["poisson"], task) == 1.0  # constant targets are not divided by 0

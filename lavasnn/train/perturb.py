@@ -240,6 +240,12 @@ def build_task(task: str, s: TaskSettings, seed: int) -> Task:
                 d.y_test, True, d.grid_shape)
 
 
+def target_scale(s: TaskSettings, t: Task) -> float:
+    """The factor the targets are divided by for training: std(y_train) when ``s.normalize``
+    (1 if that is 0), else 1."""
+    return (float(np.std(t.y_train)) or 1.0) if s.normalize else 1.0
+
+
 def predict(engine: PerturbEngine, task: Task, inputs, n: int, y_scale: float) -> np.ndarray:
     out = [engine.predict(task.take(inputs, np.arange(i, min(i + EVAL_CHUNK, n)))).numpy()
            for i in range(0, n, EVAL_CHUNK)]
@@ -380,7 +386,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         run_dir = runs.new_run_dir(out)
         rng = np.random.default_rng(seed)
         params, moments = t.model.init(rng), None
-        y_scale = (float(np.std(t.y_train)) or 1.0) if s.normalize else 1.0
+        y_scale = target_scale(s, t)
         history, start_epoch, updates, total_seconds = [], 0, 0, 0.0
     steps_per_epoch = -(-t.n_train // cfg.batch)
     engine = PerturbEngine(t.model, params, cfg, steps_per_epoch, moments, updates)
