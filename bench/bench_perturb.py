@@ -2,7 +2,7 @@
 
 Writes ``bench/results/perturb_<task>.json`` with
 
-* ``runs``: one training run per mode (global, layerwise, weight, bp) with the task's default
+* ``runs``: one training run per mode (global, layerwise, activity, weight, bp) with the task's default
   settings (:data:`lavasnn.train.perturb.SETTINGS`): relative L2 error, forward passes, MACs,
   activation bytes and seconds per step;
 * ``cost_vs_bp``: each perturbation mode's MACs, activation memory and seconds per step
@@ -38,7 +38,6 @@ from lavasnn.train import runs
 from lavasnn.train.perturb import (SETTINGS, Task, build_task, predict, rel_l2, settings_key, target_scale,
                                    train_perturb)
 
-MODES = ("global", "layerwise", "weight", "bp")
 COSINE_DIRECTIONS = 32
 
 
@@ -155,7 +154,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training run")
     ap.add_argument("--jobs", type=int, default=1, help="training runs at a time (processes)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    ap.add_argument("--modes", nargs="+", choices=pt.MODES, default=list(pt.MODES))
     ap.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths (default: the task's)")
     ap.add_argument("--set", action="append", default=[], metavar="MODE:KEY=VALUE",
                     help="replace one training setting of one mode, e.g. layerwise:lr=0.02 (repeatable)")

@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = rules.add_parser("perturb", help="randomized forward-mode gradients (Wan, Zhang, Karniadakis 2024)")
     p.add_argument("--task", default="mexican-hat", help="mexican-hat | poisson | reaction-diffusion | npz:FILE")
-    p.add_argument("--mode", choices=["global", "layerwise", "weight", "bp"], default="layerwise")
+    p.add_argument("--mode", choices=["global", "layerwise", "activity", "weight", "bp"], default="layerwise",
+                   help="activity: layer-wise perturbation of the neurons instead of the weights (beyond the paper)")
     p.add_argument("--grad", choices=["surrogate", "stein"], default="surrogate")
     p.add_argument("--backend", choices=["engine", "lava-sim"], default="engine")
     p.add_argument("--precision", choices=["float", "fixed"], default=None,

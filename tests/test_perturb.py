@@ -111,6 +111,62 @@ def test_forward_gradient_is_unbiased():
     assert cosine > 0.95
 
 
+def _layer_inputs(model, params, inputs):
+    """Each group's input in a plain pass (the ``record`` of forward_dual)."""
+    record = []
+    model.forward_dual(params, pt.layerwise_tangents([[torch.zeros_like(p) for p in g] for g in params]),
+                       inputs, SURROGATE.derivative, record=record)
+    return record
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_activity_tangent_is_the_weight_tangent_it_equals(case):
+    """Perturbing layer k's pre-activations by u = W_dot x moves the output as the weight direction
+    W_dot does: the per-sample scalars add up to the layer-wise d_k; a u on one sample moves only
+    that sample's scalar (the sample axis of ``sample_sums``)."""
+    model, params, inputs = tiny_models()[case]
+    target = torch.zeros_like(model.forward(params, inputs, pt.SpikeGrad("none")))
+    record = _layer_inputs(model, params, inputs)
+    v = pt.directions(0, 2, params)
+    for k in model.node_groups:
+        W_dot = v[k][0]
+        weight_only = [[q if (l, j) == (k, 0) else torch.zeros_like(q) for j, q in enumerate(g)]
+                       for l, g in enumerate(v)]
+        _, d_weight = pt.mse_derivative(*model.forward_dual(params, pt.layerwise_tangents(weight_only), inputs,
+                                                            SURROGATE.derivative), target)
+        u = record[k] @ W_dot.T
+        zero = pt.layerwise_tangents([[torch.zeros_like(q) for q in g] for g in params])
+
+        def scalars(u):
+            y, y_dot = model.forward_dual(params, zero, inputs, SURROGATE.derivative,
+                                          [(k, u) if l == k else None for l in range(len(params))])
+            return model.sample_sums(2 * (y - target) * y_dot[k] / y.numel(), k, inputs)
+
+        d = scalars(u)
+        assert u.shape == model.node_shapes(inputs)[k]
+        assert torch.allclose(d.sum(), d_weight[k], atol=1e-6)
+        one = torch.zeros_like(u)
+        one[..., 1, :] = torch.randn(one[..., 1, :].shape, generator=torch.Generator().manual_seed(k))
+        d_one = scalars(one)
+        assert d_one[1] != 0 and not torch.cat([d_one[:1], d_one[2:]]).any()
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_activity_gradient_is_unbiased(case):
+    """Averaged over neuron perturbations, the activity estimate is backprop's gradient."""
+    model, params, inputs = tiny_models()[case]
+    y = model.forward(params, inputs, pt.SpikeGrad("none"))
+    target = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
+    engine = PerturbEngine(model, params, PerturbConfig(mode="activity"), 1)
+    total = 0
+    for step in range(150):
+        engine.updates = step
+        total = total + torch.cat([g.flatten() for gl in engine.gradient(inputs, target)[1] for g in gl])
+    _, grads = pt.backprop_gradient(lambda q: ((model.forward(q, inputs, SURROGATE) - target) ** 2).mean(), params)
+    exact = torch.cat([g.flatten() for gl in grads for g in gl])
+    assert float(total @ exact / (total.norm() * exact.norm())) > 0.95
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gaussian_surrogate_is_the_density_and_zero_where_it_underflows(dtype):
     """phi_w(x) = exp(-x^2 / (2 w^2)) / (sqrt(2 pi) w), bit for bit, where the exponential is at
@@ -180,20 +236,25 @@ def test_macs_by_hand():
     # reverse / global forward mode: weights 12 + 120 + 8, inputs of layers 2, 3: 120 + 8
     assert step_cost("bp", ops, n_params, 3).macs == 140 + 268 + 30
     assert step_cost("global", ops, n_params, 3).macs == 140 + 268 + 30
-    # layer-wise tangents: layer 1 -> 12 + 120 + 8, layer 2 -> 120 + 8, layer 3 -> 8
+    # layer-wise tangents: layer 1 -> 12 + 120 + 8, layer 2 -> 120 + 8, layer 3 -> 8; activity's
+    # local products sum a_hat x^T replace the tangents' W_dot x
     assert step_cost("layerwise", ops, n_params, 3).macs == 140 + 276 + 30
+    assert step_cost("activity", ops, n_params, 3).macs == 140 + 276 + 30
     assert step_cost("weight", ops, n_params, 3).macs == 280 + 30
     assert step_cost("weight", ops, n_params, 3).forward_passes == 2
 
 
-def test_activation_memory_only_for_backprop():
+def test_activation_memory_only_for_backprop_and_activity():
+    """Backprop keeps its graph; activity keeps each layer's input (x, T*B spikes per hidden
+    layer, the readout's rates), 4 bytes each; the weight-direction modes keep nothing."""
     model, params, x = tiny_models()[0]
     held = {}
-    for mode in ("bp", "global", "layerwise", "weight"):
+    for mode in pt.MODES:
         engine = PerturbEngine(model, params, PerturbConfig(mode=mode), steps_per_epoch=1)
         engine.step(x, torch.zeros(7, 1))
         held[mode] = engine.last_activation_bytes
     assert held["bp"] > 0 and held["global"] == held["layerwise"] == held["weight"] == 0
+    assert held["activity"] == 4 * (7 * 2 + 6 * 7 * 5 + 7 * 4)
 
 
 @pytest.mark.parametrize("case", range(3))
@@ -219,7 +280,7 @@ def write_tiny_hat(path, n=10):
     return f"npz:{path}"
 
 
-@pytest.mark.parametrize("mode", ["layerwise", "bp"])
+@pytest.mark.parametrize("mode", ["layerwise", "activity", "bp"])
 def test_training_reduces_the_loss(tmp_path, mode):
     task = write_tiny_hat(tmp_path / "hat.npz")
     metrics = train_perturb(task, mode, "surrogate", "engine", tmp_path / mode, 8, 0, progress=False,

@@ -4,6 +4,8 @@ One training step on a batch (inputs, targets), loss ``L = mean((y - target)^2)`
 
 * ``global`` / ``layerwise``: directional derivative(s) d along v by forward mode
   (:mod:`lavasnn.learning.perturb`), gradient estimate ``g_l = d v_l`` or ``d_l v_l``;
+* ``activity``: per-sample scalars d_l,b along neuron perturbations u_l by forward mode,
+  ``g_W = sum (d_l,b u_l,b) x^T`` (:func:`lavasnn.learning.perturb.activity_gradient`);
 * ``weight``: ``d = (L(theta + sigma v) - L(theta)) / sigma``, ``g = d v``;
 * ``bp``: g = the surrogate gradient by backprop through time;
 
@@ -16,15 +18,17 @@ data (``model.input_groups``; on chip a per-layer constant of the learning rule)
 Cost per step, counted from the model's list of products (:class:`lavasnn.models.Op`), with F
 the forward pass's multiply-accumulates:
 
-* forward passes: 1 (global, layerwise, bp), 2 (weight); forward mode carries 1 (global) or L
-  (layer-wise, one per layer group) tangents along its single pass;
+* forward passes: 1 (global, layerwise, activity, bp), 2 (weight); forward mode carries 1
+  (global) or L (layer-wise and activity, one per layer group) tangents along its single pass;
 * MACs: forward F; a derivative repeats each product once per operand that carries it
   (:func:`derivative_macs`): reverse mode and global forward mode for every operand, the
   layer-wise tangent of layer k only for k's weights and the products downstream of k (the
-  engine carries each tangent only from its layer on, so it computes what it counts); weight
-  perturbation 2F; every mode adds one MAC per parameter for the update;
+  engine carries each tangent only from its layer on, so it computes what it counts); activity
+  the same as layer-wise, its local product sum a_hat x^T taking the place of the tangent's
+  W_dot x; weight perturbation 2F; every mode adds one MAC per parameter for the update;
 * activation memory: bytes of the tensors autograd keeps for the backward pass, measured with
-  :func:`torch.autograd.graph.saved_tensors_hooks` (forward-mode passes keep none);
+  :func:`torch.autograd.graph.saved_tensors_hooks` (forward-mode passes keep none), plus, in
+  activity mode, the layers' inputs kept for the local products;
 * seconds: wall-clock time of the step.
 """
 
@@ -152,6 +156,7 @@ class PerturbEngine:
             self.moments = []
         self.generator = torch.Generator(device=self.params[0][0].device)
         self.last_activation_bytes = 0
+        self.kept_input_bytes = 0  # activity mode: the layers' inputs kept for the local products
 
     @property
     def n_params(self) -> int:
@@ -173,6 +178,8 @@ class PerturbEngine:
             return float(loss), grads
         loss_fn = self.loss_fn(inputs, targets, pt.SpikeGrad("none"))
         v = pt.directions(self.cfg.seed, self.updates, self.params)
+        if self.cfg.mode == "activity":
+            return self._activity_gradient(inputs, targets, v)
         with torch.no_grad():
             if self.cfg.mode == "weight":
                 loss, d = pt.weight_derivative(loss_fn, self.params, v, self.cfg.sigma)
@@ -182,11 +189,35 @@ class PerturbEngine:
                 loss, d = pt.mse_derivative(y, y_dot, targets)
         return float(loss), pt.forward_gradient(d, v)
 
+    @torch.no_grad()
+    def _activity_gradient(self, inputs, targets: torch.Tensor, v: pt.Params) -> tuple[float, pt.Params]:
+        """Layer-wise activity perturbation: one forward pass carrying a tangent per layer, started
+        at the layer's neurons (u) for the node groups and at the weights (v) for the others."""
+        node_groups = set(self.model.node_groups)
+        shapes = self.model.node_shapes(inputs)
+        u = {k: pt.node_noise(self.cfg.seed, self.updates, k, shapes[k]) for k in node_groups}
+        tangents = pt.layerwise_tangents([[torch.zeros_like(q) for q in vl] if k in node_groups else vl
+                                          for k, vl in enumerate(v)])
+        record: list[torch.Tensor] = []
+        y, y_dot = self.model.forward_dual(self.params, tangents, inputs, self.spike_grad().derivative,
+                                           [(k, u[k]) if k in node_groups else None for k in range(len(v))], record)
+        self.kept_input_bytes = sum(x.numel() * x.element_size() for x in record)
+        err = y - targets
+        c = 2 * err * y_dot / err.numel()  # dL/dy times y_dot, per direction and output
+        grads = []
+        for k, vk in enumerate(v):
+            if k in node_groups:
+                grads.append(pt.activity_gradient(self.model.sample_sums(c[k], k, inputs), u[k], record[k]))
+            else:
+                grads.append([c[k].sum() * q for q in vk])
+        return float((err ** 2).mean()), grads
+
     def step(self, inputs, targets: torch.Tensor) -> float:
         """One training step; returns the batch loss before the update."""
+        self.kept_input_bytes = 0
         with SavedBytes() as saved:
             loss, grads = self.gradient(inputs, targets)
-        self.last_activation_bytes = saved.bytes
+        self.last_activation_bytes = saved.bytes + self.kept_input_bytes
         lr = self.cfg.lr * self.cfg.lr_decay ** (self.updates / self.steps_per_epoch)
         lrs = [lr * scale for scale in self.lr_scales]
         self.updates += 1

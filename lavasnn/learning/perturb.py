@@ -28,6 +28,20 @@ The spike s = H(v' - vth) has no useful derivative; d is taken through the netwo
   (subtracting H(x), whose product with xi has mean zero, removes most of the variance).
   Its expectation is exactly phi_w, so both methods estimate the same derivative.
 
+``activity`` (beyond the paper; activity-perturbed forward gradients, Ren, Kornblith, Liao,
+Hinton 2023, "Scaling forward gradient with local losses") perturbs the neurons instead of the
+weights: layer l's pre-activation a_l (one value per neuron, sample and, in hidden layers, time
+step) moves along u_l ~ N(0, I), one tangent per layer, and forward mode gives per sample b the
+scalar ``d_l,b = grad_a L_b . u_l,b``. Then ``a_hat = d_l,b u_l,b`` estimates grad_a L without
+bias and the weights get the local product ``g_W = sum_{b,t} a_hat_{b,t} x_{b,t}^T``,
+``g_bias = sum_{b,t} a_hat_{b,t}`` with the layer's input x (:func:`activity_gradient`). Each
+estimate shares its scalar among a sample's neurons (times steps) instead of a layer's weights,
+and samples draw independent u, so it varies far less than ``d_l v_l``. The combination's bias
+b_0 (no neurons) keeps its weight direction. On chip it would take per-step noise u in each
+neuron's input, a tag per synapse accumulating u_i x_j over the sample and the per-sample scalar
+as third factor, ``dW = -lr d t``; the noise would have to reach a post-synaptic trace, which
+Lava's learning engine raises only on spikes, so this mode is engine-only here.
+
 Two baselines share the code: ``weight`` perturbation, which needs no derivative at all,
 ``d = (L(theta + sigma v) - L(theta)) / sigma`` (two ordinary forward passes), and ``bp``,
 surrogate-gradient backpropagation through time with the same spike derivative.
@@ -48,7 +62,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-MODES = ("global", "layerwise", "weight", "bp")
+MODES = ("global", "layerwise", "activity", "weight", "bp")
 GRADS = ("surrogate", "stein")
 
 Params = list[list[torch.Tensor]]  # per layer group, that layer's tensors (weights, bias)
@@ -120,6 +134,26 @@ def direction(seed: int, step: int, layer: int, shapes: Sequence[torch.Size],
         out.append(torch.as_tensor(flat[start:start + n].reshape(shape), dtype=dtype, device=device))
         start += n
     return out
+
+
+def node_noise(seed: int, step: int, layer: int, shape: Sequence[int], dtype: torch.dtype = torch.float32
+               ) -> torch.Tensor:
+    """Layer ``layer``'s activity perturbation u ~ N(0, I) of ``shape`` at training step ``step``:
+    Philox key ``seed``, counter (0, 1, layer, step), a stream apart from the weight directions'."""
+    gen = np.random.Generator(np.random.Philox(key=seed, counter=[0, 1, layer, step]))
+    return torch.as_tensor(gen.standard_normal(tuple(shape)), dtype=dtype)
+
+
+def activity_gradient(d: torch.Tensor, u: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
+    """[g_W, g_bias] of a layer from its per-sample scalars d (B,), its perturbation u and its
+    input x: ``a_hat = d_b u_b``, ``g_W = sum a_hat x^T``, ``g_bias = sum a_hat`` over samples
+    (and steps). u and x are (B, n) and (B, n_in) for a current computed once (first layer,
+    readout), (T, B, n) and (T, B, n_in) for a hidden layer."""
+    if u.dim() == 2:
+        a_hat = d[:, None] * u
+        return [a_hat.T @ x.to(u.dtype), a_hat.sum(dim=0)]
+    a_hat = d[None, :, None] * u
+    return [torch.einsum("tbi,tbj->ij", a_hat, x.to(u.dtype)), a_hat.sum(dim=(0, 1))]
 
 
 def directions(seed: int, step: int, params: Params) -> Params:

@@ -140,6 +140,18 @@ def dense_live(W: torch.Tensor, W_dot: torch.Tensor, w_live: torch.Tensor, x: to
     return dense_float(W, x), live, a_dot
 
 
+Node = tuple[int, torch.Tensor] | None  # (direction index, tangent of a layer's pre-activation)
+
+
+def add_node(live: torch.Tensor, a_dot: torch.Tensor, node: Node) -> tuple[torch.Tensor, torch.Tensor]:
+    """(live, a_dot) with the node perturbation ``node = (k, u)`` added as direction k:
+    activity perturbation sets the tangent of a layer's pre-activation a to u."""
+    if node is None:
+        return live, a_dot
+    k, u = node
+    return add_tangents([(live, a_dot), (torch.tensor([k]), u.unsqueeze(0).to(a_dot.dtype))])
+
+
 def _init_layer(rng: np.random.Generator, n_in: int, n_out: int, w_scale: float) -> list[torch.Tensor]:
     a = w_scale / np.sqrt(n_in)
     return [torch.as_tensor(rng.uniform(-a, a, (n_out, n_in)), dtype=torch.float32),
@@ -162,6 +174,11 @@ class SpikingMLP:
         """The groups whose weights multiply the data (the first layer)."""
         return (0,)
 
+    @property
+    def node_groups(self) -> tuple[int, ...]:
+        """The groups that are a layer of neurons (all of them), for activity perturbation."""
+        return tuple(range(self.n_groups))
+
     def init(self, rng: np.random.Generator) -> Params:
         return [_init_layer(rng, a, b, self.neuron.w_scale) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
 
@@ -174,30 +191,53 @@ class SpikingMLP:
         W, b = params[-1]
         return dense_float(W, s.mean(dim=0)) + b
 
-    def forward_dual(self, params: Params, tangents: Params, x: torch.Tensor, deriv: DerivFn
+    def forward_dual(self, params: Params, tangents: Params, x: torch.Tensor, deriv: DerivFn,
+                     nodes: list[Node] | None = None, record: list | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """y (B, n_out) and y_dot (D, B, n_out); tangents hold a leading direction axis D."""
-        y, live, y_dot = self.forward_live(params, tangents, x, deriv)
+        """y (B, n_out) and y_dot (D, B, n_out); tangents hold a leading direction axis D.
+        ``nodes`` and ``record`` as in :meth:`forward_live`."""
+        y, live, y_dot = self.forward_live(params, tangents, x, deriv, nodes, record)
         return y, scatter_tangents(live, y_dot, tangents[0][0].shape[0])
 
-    def forward_live(self, params: Params, tangents: Params, x: torch.Tensor, deriv: DerivFn
+    def forward_live(self, params: Params, tangents: Params, x: torch.Tensor, deriv: DerivFn,
+                     nodes: list[Node] | None = None, record: list | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """y, the directions ``live`` along which y moves, and y_dot (len(live), B, n_out).
 
         A layer's tangent carries only the directions that reach it: layer-wise, direction l
-        starts at layer l, so the first layer's neurons carry one tangent instead of L."""
+        starts at layer l, so the first layer's neurons carry one tangent instead of L.
+        ``nodes[l]`` (optional) adds a perturbation of layer l's pre-activation (:func:`add_node`),
+        of shape :meth:`node_shapes`; ``record`` (optional) receives each layer's input."""
         T = self.neuron.steps
+        nodes = nodes or [None] * self.n_groups
+        record = [] if record is None else record
         (W, b), (W_dot, b_dot) = params[0], tangents[0]
         live = live_directions(tangents[0])
         a, a_dot = dense_float(W, x), torch.einsum("dij,...j->d...i", W_dot[live], x.to(W.dtype))
+        live, a_dot = add_node(live, a_dot, nodes[0])
+        record.append(x)
         s, s_dot = lif_layer_dual(a.expand(T, *a.shape), a_dot.unsqueeze(1).expand(-1, T, *a.shape),
                                   b, b_dot[live], self.neuron, deriv)
-        for (W, b), (W_dot, b_dot) in zip(params[1:-1], tangents[1:-1]):
+        for (W, b), (W_dot, b_dot), node in zip(params[1:-1], tangents[1:-1], nodes[1:-1]):
             a, live, a_dot = dense_live(W, W_dot, live_directions([W_dot, b_dot]), s, live, s_dot)
+            live, a_dot = add_node(live, a_dot, node)
+            record.append(s)
             s, s_dot = lif_layer_dual(a, a_dot, b, b_dot[live], self.neuron, deriv)
         (W, b), (W_dot, b_dot) = params[-1], tangents[-1]
-        y, live, y_dot = dense_live(W, W_dot, live_directions([W_dot, b_dot]), s.mean(dim=0), live, s_dot.mean(dim=1))
-        return y + b, live, y_dot + b_dot[live].unsqueeze(1)
+        r = s.mean(dim=0)
+        y, live, y_dot = dense_live(W, W_dot, live_directions([W_dot, b_dot]), r, live, s_dot.mean(dim=1))
+        record.append(r)
+        return (y + b, *add_node(live, y_dot + b_dot[live].unsqueeze(1), nodes[-1]))
+
+    def node_shapes(self, x: torch.Tensor) -> list[tuple[int, ...]]:
+        """Shapes of the layers' pre-activations for inputs x (B, n_in): the first layer's input
+        current is the same every step (B, n_1), hidden layers' (T, B, n), the readout's (B, n_out)."""
+        n, batch = self.sizes, len(x)
+        return [(batch, n[1])] + [(self.neuron.steps, batch, k) for k in n[2:-1]] + [(batch, n[-1])]
+
+    def sample_sums(self, c: torch.Tensor, group: int, x: torch.Tensor) -> torch.Tensor:
+        """Per input sample, the sum of ``c`` (B, n_out) over the outputs that sample moves."""
+        return c.sum(dim=-1)
 
     def ops(self, batch: int, first_group: int = 0) -> list[Op]:
         """Products for ``batch`` inputs: the input current once, hidden layers every step."""
@@ -224,6 +264,19 @@ class SpikingDeepONet:
         """The first layers of the branch and of the trunk."""
         return (0, self.branch.n_groups)
 
+    @property
+    def node_groups(self) -> tuple[int, ...]:
+        """Every group but b_0: the layers of the branch and the trunk."""
+        return tuple(range(self.n_groups - 1))
+
+    def node_shapes(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> list[tuple[int, ...] | None]:
+        return self.branch.node_shapes(inputs[0]) + self.trunk.node_shapes(inputs[1]) + [None]
+
+    def sample_sums(self, c: torch.Tensor, group: int, inputs) -> torch.Tensor:
+        """Per sample of ``group``'s sub-network, the sum of ``c`` (N_f, N_y) over the outputs it
+        moves: a branch sample (function) moves its row, a trunk sample (point) its column."""
+        return c.sum(dim=1) if group < self.branch.n_groups else c.sum(dim=0)
+
     def init(self, rng: np.random.Generator) -> Params:
         return self.branch.init(rng) + self.trunk.init(rng) + [[torch.zeros(1)]]
 
@@ -235,11 +288,14 @@ class SpikingDeepONet:
         return b @ t.T + params[-1][0]
 
     def forward_dual(self, params: Params, tangents: Params, inputs: tuple[torch.Tensor, torch.Tensor],
-                     deriv: DerivFn) -> tuple[torch.Tensor, torch.Tensor]:
-        """G (N_f, N_y) and its tangents (D, N_f, N_y): ``G_dot = b_dot t^T + b t_dot^T + b0_dot``."""
-        nb = self.branch.n_groups
-        b, b_live, b_dot = self.branch.forward_live(params[:nb], tangents[:nb], inputs[0], deriv)
-        t, t_live, t_dot = self.trunk.forward_live(params[nb:-1], tangents[nb:-1], inputs[1], deriv)
+                     deriv: DerivFn, nodes: list[Node] | None = None, record: list | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """G (N_f, N_y) and its tangents (D, N_f, N_y): ``G_dot = b_dot t^T + b t_dot^T + b0_dot``.
+        ``nodes`` and ``record`` as in :meth:`SpikingMLP.forward_live`, over all groups."""
+        nb, nodes = self.branch.n_groups, nodes or [None] * self.n_groups
+        b, b_live, b_dot = self.branch.forward_live(params[:nb], tangents[:nb], inputs[0], deriv, nodes[:nb], record)
+        t, t_live, t_dot = self.trunk.forward_live(params[nb:-1], tangents[nb:-1], inputs[1], deriv, nodes[nb:-1],
+                                                   record)
         _, g_dot = add_tangents([(b_live, b_dot @ t.T), (t_live, b @ t_dot.transpose(1, 2))],
                                 torch.arange(tangents[-1][0].shape[0]))
         return b @ t.T + params[-1][0], g_dot + tangents[-1][0].unsqueeze(-1)
@@ -271,6 +327,25 @@ class SpikingSepONet:
     def init(self, rng: np.random.Generator) -> Params:
         return self.branch.init(rng) + [g for t in self.trunks for g in t.init(rng)] + [[torch.zeros(1)]]
 
+    @property
+    def node_groups(self) -> tuple[int, ...]:
+        """Every group but b_0: the layers of the branch and the trunks."""
+        return tuple(range(self.n_groups - 1))
+
+    def node_shapes(self, inputs) -> list[tuple[int, ...] | None]:
+        return (self.branch.node_shapes(inputs[0])
+                + [shape for trunk, axis in zip(self.trunks, inputs[1]) for shape in trunk.node_shapes(axis)] + [None])
+
+    def sample_sums(self, c: torch.Tensor, group: int, inputs) -> torch.Tensor:
+        """Per sample of ``group``'s sub-network, the sum of ``c`` (N_f, n_1 * .. * n_d) over the
+        outputs it moves: a branch sample (function) moves its row, a sample of trunk i (a point
+        of axis i) the grid points with that coordinate."""
+        grid = c.reshape(c.shape[0], *(len(axis) for axis in inputs[1]))
+        if group < self.branch.n_groups:
+            return grid.flatten(1).sum(dim=1)
+        axis = int(np.searchsorted(np.cumsum([t.n_groups for t in self.trunks]), group - self.branch.n_groups, "right"))
+        return grid.movedim(1 + axis, 0).flatten(1).sum(dim=1)
+
     def forward(self, params: Params, inputs: tuple[torch.Tensor, tuple[torch.Tensor, ...]],
                 spike: SpikeFn) -> torch.Tensor:
         """(f at sensors (N_f, m), per-axis points ((n_1, 1), ..)) -> (N_f, n_1 * .. * n_d).
@@ -288,24 +363,28 @@ class SpikingSepONet:
         return b @ K.T + params[-1][0]
 
     def forward_dual(self, params: Params, tangents: Params,
-                     inputs: tuple[torch.Tensor, tuple[torch.Tensor, ...]], deriv: DerivFn
+                     inputs: tuple[torch.Tensor, tuple[torch.Tensor, ...]], deriv: DerivFn,
+                     nodes: list[Node] | None = None, record: list | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """G (N_f, prod n_i) and tangents (D, N_f, prod n_i) by the product rule over the trunks:
         ``K_dot`` (D, prod n_i, p) of the grid's features, then ``G_dot = b_dot K^T + b K_dot^T``.
-        Each trunk's tangent carries only its own directions (:meth:`SpikingMLP.forward_live`)."""
-        start = self.branch.n_groups
-        b, b_live, b_dot = self.branch.forward_live(params[:start], tangents[:start], inputs[0], deriv)
+        Each trunk's tangent carries only its own directions (:meth:`SpikingMLP.forward_live`);
+        ``nodes`` and ``record`` as there, over all groups."""
+        start, nodes = self.branch.n_groups, nodes or [None] * self.n_groups
+        b, b_live, b_dot = self.branch.forward_live(params[:start], tangents[:start], inputs[0], deriv, nodes[:start],
+                                                    record)
         K = K_live = K_dot = None
         for trunk, axis in zip(self.trunks, inputs[1]):
             stop = start + trunk.n_groups
-            t, t_live, t_dot = trunk.forward_live(params[start:stop], tangents[start:stop], axis, deriv)
+            t, t_live, t_dot = trunk.forward_live(params[start:stop], tangents[start:stop], axis, deriv,
+                                                  nodes[start:stop], record)
             if K is None:
                 K, K_live, K_dot = t, t_live, t_dot
             else:
-                p = t.shape[-1]
-                K_live, K_dot = add_tangents([(K_live, (K_dot.unsqueeze(2) * t).reshape(len(K_live), -1, p)),
-                                              (t_live, (K.unsqueeze(1) * t_dot.unsqueeze(1)).reshape(len(t_live), -1, p))])
-                K = (K.unsqueeze(1) * t).reshape(-1, p)
+                n, p = len(K) * len(t), t.shape[-1]  # (a tangent may carry no direction)
+                K_live, K_dot = add_tangents([(K_live, (K_dot.unsqueeze(2) * t).reshape(len(K_live), n, p)),
+                                              (t_live, (K.unsqueeze(1) * t_dot.unsqueeze(1)).reshape(len(t_live), n, p))])
+                K = (K.unsqueeze(1) * t).reshape(n, p)
             start = stop
         _, g_dot = add_tangents([(b_live, b_dot @ K.T), (K_live, b @ K_dot.transpose(1, 2))],
                                 torch.arange(tangents[-1][0].shape[0]))

@@ -136,14 +136,17 @@ SETTINGS = {
                                 PerturbConfig(batch=500, epochs=600, lr_decay=0.99594),
                                 {"global": {**_SGD, "lr": 2e-3, "input_lr_scale": 10.0},
                                  "layerwise": {**_SGD, "lr": 1e-2, "input_lr_scale": 10.0},
+                                 "activity": {**_SGD, "lr": 1e-2, "input_lr_scale": 10.0},
                                  "weight": {"lr": 1e-3},
                                  "bp": {"lr": 1e-3}}),
     "poisson": TaskSettings((32, 32), 32, NeuronConfig(steps=16), 800, 200, True,
                             PerturbConfig(batch=200, epochs=2000, lr_decay=0.99848),
-                            {"global": {"lr": 3e-3}, "layerwise": {"lr": 3e-3}, "weight": {"lr": 1e-3}, "bp": {"lr": 3e-3}}),
+                            {"global": {"lr": 3e-3}, "layerwise": {"lr": 3e-3}, "activity": {"lr": 3e-3},
+                             "weight": {"lr": 1e-3}, "bp": {"lr": 3e-3}}),
     "reaction-diffusion": TaskSettings((32, 32), 32, NeuronConfig(steps=16), 500, 100, True,
                                        PerturbConfig(batch=25, epochs=400, lr_decay=0.99241),
-                                       {"global": {"lr": 3e-3}, "layerwise": {"lr": 3e-3}, "weight": {"lr": 1e-3}, "bp": {"lr": 3e-3}}),
+                                       {"global": {"lr": 3e-3}, "layerwise": {"lr": 3e-3}, "activity": {"lr": 3e-3},
+                             "weight": {"lr": 1e-3}, "bp": {"lr": 3e-3}}),
 }
 # The user's data (npz) keeps the earlier Mexican hat settings: Adam does not diverge where SGD's
 # lr was tuned for another task, and batches of 100 still give several steps per epoch on small files.
