@@ -25,6 +25,10 @@ the same linear recursion with the spike held fixed (no reset term); the spike a
 ``s_dot = H'(v' - vth) v'_dot``. A tangent carries only the directions that have reached it
 (``forward_live``): layer-wise, direction l is zero before layer l, and skipping those zero
 parts leaves the arithmetic the rule needs (the MACs the engine counts).
+For activity perturbation, ``forward_dual`` also takes ``nodes``, tangents that start at a
+layer's pre-activations (shapes ``node_shapes``), and ``record`` keeps each layer's input;
+``sample_sums`` adds an output's per-entry terms up per sample of a layer (a function for the
+branch, a query point or axis point for a trunk).
 
 Parameters are plain tensors in layer groups ``[[W, b], ...]`` (the combination's b_0 is a
 group of its own) so that perturbation rules can address them layer by layer. ``ops`` lists
