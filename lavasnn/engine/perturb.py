@@ -176,12 +176,12 @@ class PerturbEngine:
         if self.cfg.mode == "bp":
             loss, grads = pt.backprop_gradient(self.loss_fn(inputs, targets, self.spike_grad()), self.params)
             return float(loss), grads
-        loss_fn = self.loss_fn(inputs, targets, pt.SpikeGrad("none"))
         v = pt.directions(self.cfg.seed, self.updates, self.params)
         if self.cfg.mode == "activity":
             return self._activity_gradient(inputs, targets, v)
         with torch.no_grad():
             if self.cfg.mode == "weight":
+                loss_fn = self.loss_fn(inputs, targets, pt.SpikeGrad("none"))
                 loss, d = pt.weight_derivative(loss_fn, self.params, v, self.cfg.sigma)
             else:
                 tangents = pt.global_tangents(v) if self.cfg.mode == "global" else pt.layerwise_tangents(v)
