@@ -121,10 +121,11 @@ def _train(args: argparse.Namespace) -> int:
 
         if args.resume is None and args.out is None:
             raise UserError("--out DIR is required (or --resume DIR to continue a run)")
-        overrides = {k: v for k, v in (("lr", args.lr), ("batch", args.batch),
-                                        ("input_lr_scale", args.input_lr_scale)) if v is not None}
+        overrides = {k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("input_lr_scale", args.input_lr_scale),
+                                        ("directions", args.directions)) if v is not None}
         if args.resume is not None and overrides:
-            raise UserError("--lr, --batch and --input-lr-scale set up a new run; a resumed run keeps its own")
+            raise UserError("--lr, --batch, --input-lr-scale and --directions set up a new run; "
+                            "a resumed run keeps its own")
         metrics = train_perturb(args.task, args.mode, args.grad, args.backend, args.out, args.epochs, args.seed,
                                 resume=args.resume, progress=not args.no_progress, precision=args.precision,
                                 limit=args.limit, overrides=overrides,
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive_int, default=None, help="default: the task's")
     p.add_argument("--input-lr-scale", type=_positive_float, default=None,
                    help="lr factor for the layers fed by the data (default: the task's for this mode)")
+    p.add_argument("--directions", type=_positive_int, default=None,
+                   help="forward-gradient modes: average this many independent estimates per step, at this many "
+                        "times the step's forward-mode work (default 1, the paper's rule)")
     p.add_argument("--hidden", type=_int_list, default=None,
                    help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default: "
                         "the task's (Mexican hat 128,128 in float, 32,32 on chip; other tasks 32,32)")

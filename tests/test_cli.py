@@ -112,3 +112,22 @@ def test_cli_train_perturb_hidden_sets_the_network_and_resumes(tmp_path, capsys)
     assert resumed["epochs"] == 2 and resumed["macs_per_step"] == first["macs_per_step"]
     assert main(["train", "perturb", "--resume", str(fixed), "--hidden", "4", "--no-progress"]) == 2
     assert "a resumed run keeps its own" in capsys.readouterr().err
+
+
+def test_cli_train_perturb_directions(tmp_path, capsys):
+    """--directions K reaches the run (K forward-mode passes a step) and its checkpoint; modes
+    without forward gradients and the on-chip rule refuse K > 1 before they write anything."""
+    run = tmp_path / "k3"
+    common = ["--task", "mexican-hat", "--epochs", "1", "--batch", "5000", "--hidden", "8", "--no-progress"]
+    assert main(["train", "perturb", *common, "--mode", "activity", "--directions", "3", "--out", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["directions"] == 3 and metrics["forward_passes_per_step"] == 3
+    assert main(["train", "perturb", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert runs.load_checkpoint(run)[1]["config"]["directions"] == 3
+    capsys.readouterr()
+    assert main(["train", "perturb", *common, "--mode", "bp", "--directions", "2", "--out", str(tmp_path / "bp")]) == 2
+    assert "mode 'bp' takes 1" in capsys.readouterr().err
+    assert main(["train", "perturb", *common, "--precision", "fixed", "--directions", "2",
+                 "--out", str(tmp_path / "fixed")]) == 2
+    assert "applies to the float engine" in capsys.readouterr().err
+    assert not (tmp_path / "bp").exists() and not (tmp_path / "fixed").exists()

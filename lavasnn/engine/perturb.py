@@ -9,6 +9,9 @@ One training step on a batch (inputs, targets), loss ``L = mean((y - target)^2)`
 * ``weight``: ``d = (L(theta + sigma v) - L(theta)) / sigma``, ``g = d v``;
 * ``bp``: g = the surrogate gradient by backprop through time;
 
+with ``directions`` K > 1 (forward-gradient modes) g is the mean of K estimates along
+independent draws, which divides the estimate's variance by K;
+
 then ``theta_l <- theta_l - lr_k,l g_l`` (``sgd``: the on-chip rule, the scalar lr_k,l d times the
 regenerated v_ij) or Adam on g (two moments per synapse and a square root: more per-synapse state than the
 weight and its one tag on Loihi 2, so Adam is an engine option, not an on-chip rule), with
@@ -25,7 +28,8 @@ the forward pass's multiply-accumulates:
   layer-wise tangent of layer k only for k's weights and the products downstream of k (the
   engine carries each tangent only from its layer on, so it computes what it counts); activity
   the same as layer-wise, its local product sum a_hat x^T taking the place of the tangent's
-  W_dot x; weight perturbation 2F; every mode adds one MAC per parameter for the update;
+  W_dot x; weight perturbation 2F; K directions repeat the forward-mode pass K times (K
+  passes, K times its MACs); every mode adds one MAC per parameter for the update;
 * activation memory: bytes of the tensors autograd keeps for the backward pass, measured with
   :func:`torch.autograd.graph.saved_tensors_hooks` (forward-mode passes keep none), plus, in
   activity mode, the layers' inputs kept for the local products;
@@ -44,6 +48,7 @@ from lavasnn.learning import perturb as pt
 from lavasnn.models.operator import Op
 
 OPTIMIZERS = ("sgd", "adam")
+FORWARD_MODES = ("global", "layerwise", "activity")
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
@@ -64,6 +69,7 @@ class PerturbConfig:
     sigma: float = 1e-3
     seed: int = 0
     input_lr_scale: float = 1.0  # lr factor for the layers fed by the data (model.input_groups)
+    directions: int = 1  # forward-gradient modes: estimates (independent draws) averaged per step
 
     def __post_init__(self) -> None:
         if self.mode not in pt.MODES:
@@ -75,9 +81,12 @@ class PerturbConfig:
         for name in ("lr", "lr_decay", "width", "sigma", "input_lr_scale"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("batch", "epochs", "stein_samples"):
+        for name in ("batch", "epochs", "stein_samples", "directions"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be an integer >= 1, got {getattr(self, name)}")
+        if self.directions > 1 and self.mode not in FORWARD_MODES:
+            raise UserError(f"directions > 1 averages forward-gradient estimates ({', '.join(FORWARD_MODES)}); "
+                            f"mode {self.mode!r} takes 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,14 +111,16 @@ def derivative_macs(ops: list[Op], perturbed: set[int]) -> int:
     return total
 
 
-def step_cost(mode: str, ops: list[Op], n_params: int, n_groups: int) -> StepCost:
-    """Forward passes and multiply-accumulates of one training step (module docstring)."""
+def step_cost(mode: str, ops: list[Op], n_params: int, n_groups: int, directions: int = 1) -> StepCost:
+    """Forward passes and multiply-accumulates of one training step (module docstring); with
+    ``directions`` K > 1 the step repeats the forward-mode pass K times."""
     forward = sum(o.macs for o in ops)
     if mode == "weight":
         return StepCost(2, 2 * forward + n_params)
     if mode in ("bp", "global"):
-        return StepCost(1, forward + derivative_macs(ops, set(range(n_groups))) + n_params)
-    return StepCost(1, forward + sum(derivative_macs(ops, {k}) for k in range(n_groups)) + n_params)
+        return StepCost(directions, directions * (forward + derivative_macs(ops, set(range(n_groups)))) + n_params)
+    return StepCost(directions, directions * (forward + sum(derivative_macs(ops, {k}) for k in range(n_groups)))
+                    + n_params)
 
 
 class SavedBytes:
@@ -162,44 +173,56 @@ class PerturbEngine:
     def n_params(self) -> int:
         return sum(p.numel() for layer in self.params for p in layer)
 
-    def spike_grad(self) -> pt.SpikeGrad:
+    def spike_grad(self, draw: int = 0) -> pt.SpikeGrad:
         if self.cfg.mode == "weight":
             return pt.SpikeGrad("none")
-        self.generator.manual_seed(int(np.random.SeedSequence([self.cfg.seed, self.updates, 1]).generate_state(1)[0]))
+        key = [self.cfg.seed, self.updates, 1] + ([draw] if draw else [])
+        self.generator.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
         return pt.SpikeGrad(self.cfg.grad, self.cfg.width, self.cfg.stein_samples, self.generator)
 
     def loss_fn(self, inputs, targets: torch.Tensor, spike: pt.SpikeGrad) -> pt.LossFn:
         return lambda params: ((self.model.forward(params, inputs, spike) - targets) ** 2).mean()
 
     def gradient(self, inputs, targets: torch.Tensor) -> tuple[float, pt.Params]:
-        """(loss, gradient estimate) at the current parameters for one batch."""
+        """(loss, gradient estimate) at the current parameters for one batch: the mean of
+        ``cfg.directions`` independent estimates (draws 0 .. K-1)."""
         if self.cfg.mode == "bp":
             loss, grads = pt.backprop_gradient(self.loss_fn(inputs, targets, self.spike_grad()), self.params)
             return float(loss), grads
-        v = pt.directions(self.cfg.seed, self.updates, self.params)
+        loss, grads = self._estimate(inputs, targets, 0)
+        for draw in range(1, self.cfg.directions):
+            grads = [[a + b for a, b in zip(gl, hl)] for gl, hl in zip(grads, self._estimate(inputs, targets, draw)[1])]
+        if self.cfg.directions > 1:
+            grads = [[g / self.cfg.directions for g in gl] for gl in grads]
+        return loss, grads
+
+    def _estimate(self, inputs, targets: torch.Tensor, draw: int) -> tuple[float, pt.Params]:
+        """(loss, one gradient estimate along the directions of draw ``draw``)."""
+        v = pt.directions(self.cfg.seed, self.updates, self.params, draw)
         if self.cfg.mode == "activity":
-            return self._activity_gradient(inputs, targets, v)
+            return self._activity_gradient(inputs, targets, v, draw)
         with torch.no_grad():
             if self.cfg.mode == "weight":
                 loss_fn = self.loss_fn(inputs, targets, pt.SpikeGrad("none"))
                 loss, d = pt.weight_derivative(loss_fn, self.params, v, self.cfg.sigma)
             else:
                 tangents = pt.global_tangents(v) if self.cfg.mode == "global" else pt.layerwise_tangents(v)
-                y, y_dot = self.model.forward_dual(self.params, tangents, inputs, self.spike_grad().derivative)
+                y, y_dot = self.model.forward_dual(self.params, tangents, inputs, self.spike_grad(draw).derivative)
                 loss, d = pt.mse_derivative(y, y_dot, targets)
         return float(loss), pt.forward_gradient(d, v)
 
     @torch.no_grad()
-    def _activity_gradient(self, inputs, targets: torch.Tensor, v: pt.Params) -> tuple[float, pt.Params]:
+    def _activity_gradient(self, inputs, targets: torch.Tensor, v: pt.Params, draw: int
+                           ) -> tuple[float, pt.Params]:
         """Layer-wise activity perturbation: one forward pass carrying a tangent per layer, started
         at the layer's neurons (u) for the node groups and at the weights (v) for the others."""
         node_groups = set(self.model.node_groups)
         shapes = self.model.node_shapes(inputs)
-        u = {k: pt.node_noise(self.cfg.seed, self.updates, k, shapes[k]) for k in node_groups}
+        u = {k: pt.node_noise(self.cfg.seed, self.updates, k, shapes[k], draw=draw) for k in node_groups}
         tangents = pt.layerwise_tangents([[torch.zeros_like(q) for q in vl] if k in node_groups else vl
                                           for k, vl in enumerate(v)])
         record: list[torch.Tensor] = []
-        y, y_dot = self.model.forward_dual(self.params, tangents, inputs, self.spike_grad().derivative,
+        y, y_dot = self.model.forward_dual(self.params, tangents, inputs, self.spike_grad(draw).derivative,
                                            [(k, u[k]) if k in node_groups else None for k in range(len(v))], record)
         self.kept_input_bytes = sum(x.numel() * x.element_size() for x in record)
         err = y - targets
@@ -242,5 +265,5 @@ class PerturbEngine:
         return self.model.forward(self.params, inputs, pt.SpikeGrad("none"))
 
     def cost(self, ops: list[Op]) -> StepCost:
-        return step_cost(self.cfg.mode, ops, self.n_params, len(self.params))
+        return step_cost(self.cfg.mode, ops, self.n_params, len(self.params), self.cfg.directions)
 

@@ -118,15 +118,16 @@ class SpikeGrad:
 
 
 def direction(seed: int, step: int, layer: int, shapes: Sequence[torch.Size],
-              dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+              dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", draw: int = 0
               ) -> list[torch.Tensor]:
     """Layer ``layer``'s block of v ~ N(0, I) at training step ``step``.
 
-    Counter-based: a Philox stream with key ``seed`` and counter (0, 0, layer, step), read in
-    the order of ``shapes`` (a synapse's index picks its normal). Global v is the concatenation
-    of the blocks of every layer, so global and layer-wise modes draw the same numbers.
+    Counter-based: a Philox stream with key ``seed`` and counter (draw, 0, layer, step), read in
+    the order of ``shapes`` (a synapse's index picks its normal); ``draw`` numbers the
+    independent directions of one step. Global v is the concatenation of the blocks of every
+    layer, so global and layer-wise modes draw the same numbers.
     """
-    gen = np.random.Generator(np.random.Philox(key=seed, counter=[0, 0, layer, step]))
+    gen = np.random.Generator(np.random.Philox(key=seed, counter=[draw, 0, layer, step]))
     flat = gen.standard_normal(sum(math.prod(s) for s in shapes))
     out, start = [], 0
     for shape in shapes:
@@ -136,11 +137,11 @@ def direction(seed: int, step: int, layer: int, shapes: Sequence[torch.Size],
     return out
 
 
-def node_noise(seed: int, step: int, layer: int, shape: Sequence[int], dtype: torch.dtype = torch.float32
-               ) -> torch.Tensor:
+def node_noise(seed: int, step: int, layer: int, shape: Sequence[int], dtype: torch.dtype = torch.float32,
+               draw: int = 0) -> torch.Tensor:
     """Layer ``layer``'s activity perturbation u ~ N(0, I) of ``shape`` at training step ``step``:
-    Philox key ``seed``, counter (0, 1, layer, step), a stream apart from the weight directions'."""
-    gen = np.random.Generator(np.random.Philox(key=seed, counter=[0, 1, layer, step]))
+    Philox key ``seed``, counter (draw, 1, layer, step), a stream apart from the weight directions'."""
+    gen = np.random.Generator(np.random.Philox(key=seed, counter=[draw, 1, layer, step]))
     return torch.as_tensor(gen.standard_normal(tuple(shape)), dtype=dtype)
 
 
@@ -156,9 +157,9 @@ def activity_gradient(d: torch.Tensor, u: torch.Tensor, x: torch.Tensor) -> list
     return [torch.einsum("tbi,tbj->ij", a_hat, x.to(u.dtype)), a_hat.sum(dim=(0, 1))]
 
 
-def directions(seed: int, step: int, params: Params) -> Params:
+def directions(seed: int, step: int, params: Params, draw: int = 0) -> Params:
     """v for every layer group at ``step`` (see :func:`direction`)."""
-    return [direction(seed, step, l, [p.shape for p in layer], layer[0].dtype, layer[0].device)
+    return [direction(seed, step, l, [p.shape for p in layer], layer[0].dtype, layer[0].device, draw)
             for l, layer in enumerate(params)]
 
 

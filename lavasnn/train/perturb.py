@@ -365,6 +365,9 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
     fixed_resume = resume is not None and runs.load_checkpoint(resume)[1].get("algorithm") == "perturb-fixed"
     if backend == "lava-sim" or precision == "fixed" or fixed_resume:
         from lavasnn.train.perturb_fixed import train_perturb_fixed
+        overrides = dict(overrides or {})
+        if overrides.pop("directions", 1) != 1:
+            raise UserError("--directions applies to the float engine; the on-chip rule draws one direction per update")
         return train_perturb_fixed(task, mode, grad, backend, out, epochs, seed, resume, progress, log, limit,
                                    overrides, hidden)
     if limit is not None:
@@ -438,7 +441,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
             "rng_state": rng.bit_generator.state, "history": history, "y_scale": y_scale,
             "train_seconds": total_seconds})
         metrics = {"rel_l2": err, "task": task, "mode": cfg.mode, "grad": grad_name, "backend": backend,
-                   "steps": engine.updates, "forward_passes_per_step": cost.forward_passes,
+                   "directions": cfg.directions, "steps": engine.updates, "forward_passes_per_step": cost.forward_passes,
                    "macs_per_step": cost.macs, "seconds_per_step": total_seconds / engine.updates,
                    "activation_bytes_per_step": engine.last_activation_bytes, "n_params": engine.n_params,
                    "epochs": epoch + 1, "seed": seed, "train_loss": history[-1]["train_loss"]}
