@@ -139,6 +139,15 @@ class TaskSettings:
 # Full defaults (2,000 epochs): x1 0.090, x0.1 0.076 (lr 5e-3: 0.077; batch 400: 0.092, batch 100
 # behind at epoch 1,250). Reaction-diffusion (400 epochs): x1 0.252, x0.1 0.165 (x0.03 level
 # with x0.1 at epoch 150; batch 50 level at epoch 200).
+# More directions per step (``directions`` K; exploratory, Poisson activity, 500 epochs, lr 3e-3
+# decaying to 0.048 of it; backprop 0.0547 on that schedule, 0.081 at epoch 100): K = 1 0.138,
+# K = 4 0.0995 with the 0.1x input step and 0.0815 with none (K averages the input layers' noise
+# too); at epoch 150 K = 1 (x0.1) 0.158, K = 4 (x1) 0.108, K = 16 (x1) 0.098: returns fall after 4.
+# Averaged over 1,000 draws at initialisation the estimate converges to backprop's gradient as
+# 1/sqrt(draws) in every group (0.03-0.10 relative error), so what K buys is variance, not bias.
+# Full Poisson run, K = 4, x1, from an earlier version of the draws: 0.0575. One hidden layer in
+# branch and trunk (500 epochs, 32 / 64 wide) does not narrow the gap: backprop 0.077 / 0.042,
+# layer-wise 0.437 / 0.362, activity 0.179 / 0.094.
 # Mexican hat, activity with the layer-wise SGD settings, 30 epochs: lr 1e-2 0.0398 (layer-wise
 # 0.043), 3e-2 0.0330, 0.1 0.0272, 0.3 diverged; Adam 1e-3 with width 0.3 0.0491. lr 0.1 for 150
 # epochs: 0.0226 at epoch 125.
