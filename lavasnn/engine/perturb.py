@@ -55,7 +55,8 @@ ADAM_EPS = 1e-8
 
 @dataclass(frozen=True)
 class PerturbConfig:
-    """Training settings; ``sigma`` is the weight-perturbation step, ``stein_samples`` K."""
+    """Training settings; ``sigma`` is the weight-perturbation step, ``stein_samples`` Stein's
+    noise draws per neuron, ``directions`` the forward-gradient estimates averaged per step."""
 
     mode: str = "layerwise"
     grad: str = "surrogate"
