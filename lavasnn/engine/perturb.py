@@ -118,10 +118,9 @@ def step_cost(mode: str, ops: list[Op], n_params: int, n_groups: int, directions
     forward = sum(o.macs for o in ops)
     if mode == "weight":
         return StepCost(2, 2 * forward + n_params)
-    if mode in ("bp", "global"):
-        return StepCost(directions, directions * (forward + derivative_macs(ops, set(range(n_groups)))) + n_params)
-    return StepCost(directions, directions * (forward + sum(derivative_macs(ops, {k}) for k in range(n_groups)))
-                    + n_params)
+    tangents = [set(range(n_groups))] if mode in ("bp", "global") else [{k} for k in range(n_groups)]
+    derivative = sum(derivative_macs(ops, groups) for groups in tangents)
+    return StepCost(directions, directions * (forward + derivative) + n_params)
 
 
 class SavedBytes:
@@ -190,12 +189,9 @@ class PerturbEngine:
         if self.cfg.mode == "bp":
             loss, grads = pt.backprop_gradient(self.loss_fn(inputs, targets, self.spike_grad()), self.params)
             return float(loss), grads
-        loss, grads = self._estimate(inputs, targets, 0)
-        for draw in range(1, self.cfg.directions):
-            grads = [[a + b for a, b in zip(gl, hl)] for gl, hl in zip(grads, self._estimate(inputs, targets, draw)[1])]
-        if self.cfg.directions > 1:
-            grads = [[g / self.cfg.directions for g in gl] for gl in grads]
-        return loss, grads
+        estimates = [self._estimate(inputs, targets, draw) for draw in range(self.cfg.directions)]
+        mean = [[sum(draws) / len(estimates) for draws in zip(*layer)] for layer in zip(*(g for _, g in estimates))]
+        return estimates[0][0], mean
 
     def _estimate(self, inputs, targets: torch.Tensor, draw: int) -> tuple[float, pt.Params]:
         """(loss, one gradient estimate along the directions of draw ``draw``)."""
