@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=50)
     p.add_argument("--samples", type=_positive_int, default=None,
                    help="biograd / perturb: training samples (default 8 / 24)")
-    p.add_argument("--mode", choices=["global", "layerwise", "weight"], default="layerwise", help="perturb only")
+    p.add_argument("--mode", choices=["global", "layerwise", "activity", "weight"], default="layerwise",
+                   help="perturb only")
     p.add_argument("--grad", choices=["surrogate", "stein"], default="surrogate",
                    help="perturb only: the spike's derivative, surrogate table or Stein's estimate")
     p.add_argument("--precision", choices=["fixed", "float"], default="fixed", help="biograd only")

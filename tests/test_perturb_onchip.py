@@ -102,6 +102,78 @@ def test_fixed_engine_training_lowers_the_loss():
     assert float(((engine.predict(x) - y) ** 2).mean()) < 0.5 * before
 
 
+def _activity_case(batch: int = 100):
+    """An activity-mode engine, inputs, targets, its noise, the float model's per-layer node
+    perturbations u = xi / 2^dir_frac, and the float forward-mode pass along them."""
+    engine, model, layers = _engine("activity", width=0.3)
+    engine.cfg = pf.FixedNetConfig(model.sizes, mode="activity", seed=1, surrogate_width=0.3, batch=batch)
+    x = torch.as_tensor(np.round(np.random.default_rng(0).uniform(-1, 1, (batch, 2)) * 128) / 128)
+    y = torch.exp(-3 * (x ** 2).sum(dim=1, keepdim=True))
+    noise = engine.node_noises(batch)
+    u = [xi.double() / 2 ** engine.cfg.fmt.dir_frac for xi in noise]
+    u = [u[0][0], u[1], u[2][0]]  # the constant currents (first layer, readout) take one value per sample
+    params = [[p.double() for p in layer] for layer in pf.real_params(layers)]
+    tangents = [[torch.zeros(3, *p.shape, dtype=torch.float64) for p in layer] for layer in params]
+    record: list = []
+    y_float, y_dot = model.forward_dual(params, tangents, x, lambda z: pt.gaussian_surrogate(z, 0.3),
+                                        [(k, u[k]) for k in range(3)], record)
+    return engine, model, x, y, noise, u, y_float, y_dot, record
+
+
+def test_activity_node_noise_per_step_only_in_hidden_layers():
+    cfg = pf.FixedNetConfig((2, 16, 16, 1), mode="activity", batch=20)
+    shapes = [tuple(pf.node_noise(cfg, l, 3).shape) for l in range(3)]
+    assert shapes == [(1, 20, 16), (16, 20, 16), (1, 20, 1)]
+    xi = pf.node_noise(cfg, 1, 3)
+    assert torch.equal(xi, pf.node_noise(cfg, 1, 3)) and not torch.equal(xi, pf.node_noise(cfg, 1, 4))
+    assert abs(float(xi.double().var()) / pf.DIR_VAR - 1) < 0.1
+
+
+def test_activity_tangents_match_float_node_perturbation():
+    """The integer tangents started by xi follow the float forward pass perturbed at the neurons by u."""
+    engine, _, x, _, noise, _, y_float, y_dot, _ = _activity_case()
+    y_acc, y_dot_acc = engine.forward(x, noise=noise)
+    scale = engine.cfg.steps * 2 ** engine.cfg.fmt.v_frac
+    assert float((y_acc.double() / scale - y_float).norm() / y_float.norm()) < 0.15
+    y_dot_fixed = y_dot_acc.double() / (scale * 2 ** engine.cfg.fmt.tan_frac)
+    for k in range(3):
+        assert np.corrcoef(y_dot_fixed[k].flatten(), y_dot[k].flatten())[0, 1] > 0.98
+
+
+def test_activity_update_is_the_float_local_product():
+    """-c G, the update before rounding, is the float activity gradient (divided by E[u^2] = 4/3)
+    with its learning rate, for each layer: first, hidden (per step) and readout."""
+    engine, model, x, y, noise, u, y_float, y_dot, record = _activity_case()
+    cfg, inputs = engine.cfg, [[] for _ in range(3)]
+    _, D = pf.loss_terms(*engine.forward(x, noise=noise, record=inputs), pf.target_int(y, cfg), cfg)
+    d = pf.third_factor(D, cfg.third_factor_shift)
+    assert D.shape == (3, len(x)) and int(d.abs().max()) < pf.D_MAX
+    c = 2 * (y_float - y) * y_dot / y.numel()
+    for k in range(3):
+        g = pt.activity_gradient(model.sample_sums(c[k], k, x), u[k], record[k])
+        G = pf.eligibility(d[k][None, :, None] * noise[k].expand(cfg.steps, -1, -1), torch.stack(inputs[k]), cfg.fmt)
+        for fixed, real in zip(G, g):
+            step = -cfg.update_scale(0, k) * fixed.double() / 2 ** cfg.fmt.w_frac
+            expected = -cfg.lr * real / (4 / 3)
+            assert float(torch.nn.functional.cosine_similarity(step.flatten(), expected.flatten(), 0)) > 0.97
+            assert float(step.norm() / expected.norm()) == pytest.approx(1.0, abs=0.15)
+
+
+def test_activity_training_lowers_the_loss():
+    model = SpikingMLP((2, 16, 16, 1), NeuronConfig(steps=16, dv=410 / 4096))
+    cfg = pf.FixedNetConfig(model.sizes, mode="activity", lr=0.1, batch=50, seed=1)
+    engine = pf.FixedForwardGradEngine(cfg, pf.quantize_params(model.init(np.random.default_rng(1))))
+    x = torch.as_tensor(np.random.default_rng(3).uniform(-1, 1, (200, 2)))
+    y = torch.exp(-3 * (x ** 2).sum(dim=1, keepdim=True))
+    before = float(((engine.predict(x) - y) ** 2).mean())
+    for _ in range(15):
+        for i in range(0, 200, 50):
+            engine.step(x[i:i + 50], y[i:i + 50])
+    assert float(((engine.predict(x) - y) ** 2).mean()) < 0.5 * before
+    with pytest.raises(UserError, match="at most cfg.batch = 50"):
+        engine.step(x[:60], y[:60])
+
+
 def test_weight_perturbation_shifts_by_the_rounded_direction_and_clips():
     fmt = pf.FixedFormat(sigma_shift=4)
     layer = pf.LayerParams(torch.tensor([[0, 0, 250, -250]]), torch.tensor([10]))
@@ -152,7 +224,8 @@ def test_fixed_stein_estimate_is_the_noise_smoothed_step():
 
 @pytest.mark.parametrize("mode, grad, scale", [("layerwise", "surrogate", 1.0), ("global", "surrogate", 1.0),
                                                ("weight", "surrogate", 1.0), ("layerwise", "stein", 1.0),
-                                               ("layerwise", "surrogate", 3.0)])
+                                               ("layerwise", "surrogate", 3.0), ("activity", "surrogate", 1.0),
+                                               ("activity", "stein", 3.0)])
 def test_lava_and_engine_end_with_identical_weights(mode, grad, scale):
     from lavasnn.crosscheck_perturb import crosscheck_perturb
 
@@ -174,13 +247,15 @@ def small_npz(tmp_path):
     return path
 
 
-def test_fixed_run_resumes_to_the_same_weights(small_npz, tmp_path, capsys):
-    common = ["train", "perturb", "--task", f"npz:{small_npz}", "--precision", "fixed", "--no-progress"]
+@pytest.mark.parametrize("mode", ["layerwise", "activity"])
+def test_fixed_run_resumes_to_the_same_weights(mode, small_npz, tmp_path, capsys):
+    common = ["train", "perturb", "--task", f"npz:{small_npz}", "--precision", "fixed", "--no-progress", "--mode", mode]
     assert main([*common, "--epochs", "3", "--out", str(tmp_path / "straight")]) == 0
     assert main([*common, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
     assert main(["train", "perturb", "--resume", str(tmp_path / "split"), "--epochs", "3", "--no-progress"]) == 0
     metrics = json.loads((tmp_path / "split" / "metrics.json").read_text())
     assert metrics["precision"] == "fixed" and metrics["epochs"] == 3 and metrics["steps"] == 3
+    assert metrics["mode"] == mode
     with h5py.File(tmp_path / "straight" / "checkpoint.h5") as a, h5py.File(tmp_path / "split" / "checkpoint.h5") as b:
         for group in a:
             for key in a[group]:
@@ -198,7 +273,7 @@ def test_fixed_run_trains_with_stein_derivative(small_npz, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--precision", "fixed", "--mode", "bp"], "supports --mode global, layerwise, weight"),
+    (["--precision", "fixed", "--mode", "bp"], "supports --mode global, layerwise, activity, weight"),
     (["--backend", "lava-sim", "--precision", "float"], "fixed point only"),
     (["--precision", "fixed", "--task", "poisson"], "trains spiking MLPs"),
 ])

@@ -21,7 +21,7 @@ Integers and their fraction bits (a real r is stored as round(r 2^frac)):
 
 Per time step (all shifts are floors), for layer l with input ``x`` and input tangents
 ``x_dot`` (one row per direction k; ``P_kl`` = 1 where direction k moves layer l: global,
-k = 0 for every layer; layer-wise, k = l)::
+k = 0 for every layer; layer-wise and activity, k = l)::
 
     a        = (W x + b one) >> (w_frac + in_frac - v_frac)
     a_dot_k  = ((P_kl (U x + u_b one)) << (w_frac - dir_frac + tan_frac) + W x_dot_k)
@@ -74,6 +74,23 @@ The update is the same ``w <- clip(w + SR(-c d u))`` with
 ``c = lr_k 2^loss_diff_shift 2^(w_frac - dir_frac) / (B n_out T^2 2^(2 v_frac) sigma (4/3))``,
 i.e. ``w <- w - lr_k ((L(w + sigma v) - L(w)) / sigma) v`` in reals.
 
+Activity perturbation (mode ``activity``; Ren, Kornblith, Liao, Hinton 2023, beyond the paper)
+perturbs the neurons instead of the weights: layer l's current gets the tangent
+``xi << (w_frac + in_frac - dir_frac + tan_frac)`` (:func:`node_tangent`, the real xi / 2^dir_frac)
+in place of U x, with xi a hashed value per neuron, sample slot and, in hidden layers, step (the
+first layer's and the readout's currents are the same every step, so one value per sample;
+:func:`node_noise`). Each synapse sums its eligibility ``e = sum_t xi_i x_j`` (the bias: xi one)
+over the sample; the loss neuron sends one third factor per layer and sample,
+``d_l,b = clip((sum_outputs e_b y_dot_acc_l,b) >> node_d_shift)``, the step after the sample ends,
+and the synapse adds ``d_l,b e`` to the batch's sum G. After the batch
+``w <- clip(w + SR(-c G))`` with the c above divided by 2^in_frac (x carries in_frac bits) and,
+for the two constant-current layers, by T (their e sums T equal terms): in reals the activity
+estimate ``g_W = sum_b d_l,b u_b x_b^T`` of the float engine. On Loihi 2 xi would come from the
+neuron's random source and reach the synapse as a post-synaptic trace sent by the neuron (like
+the y traces a learning neuron sends), e is the tag (``dt = y x``); G is a second per-synapse
+accumulator that Loihi 2 lacks, so there the batch would be 1 (``dw = -2^e d t`` at each sample's
+end) or the host would sum G.
+
 What Loihi 2 does not offer, and what each part needs: the synapse regenerates u from a hash
 of its index (Loihi 2's learning engine has one shared random number per step, no per-synapse
 generator: u would have to be written by the host each step, or a second synapse group with
@@ -102,13 +119,14 @@ import torch
 from lavasnn.errors import UserError
 from lavasnn.learning.biograd import hash_uniform, stochastic_round
 
-DIR_TAG, UPDATE_TAG, STEIN_TAG = 0x5D1, 0x5D2, 0x5D3  # hash keys: directions, update rounding, Stein noise
+DIR_TAG, UPDATE_TAG, STEIN_TAG, NODE_TAG = 0x5D1, 0x5D2, 0x5D3, 0x5D4  # hash keys: directions, update
+# rounding, Stein noise, activity mode's neuron perturbations
 DIR_BYTES = 4  # u = sum of 4 uniform bytes - 510
 DIR_MEAN, DIR_VAR = 510, 21845  # Irwin-Hall mean and variance: 4 (256^2 - 1) / 12
 W_MIN, W_MAX = -256, 255
 D_MAX = (1 << 23) - 1  # the third factor is a 24-bit graded spike
 DECAY_UNITY = 4096
-MODES = ("global", "layerwise", "weight")
+MODES = ("global", "layerwise", "activity", "weight")
 GRADS = ("surrogate", "stein")
 
 
@@ -126,6 +144,7 @@ class FixedFormat:
     d_shift: int = 18
     sigma_shift: int = 4  # weight mode: the perturbation is round(u / 2^sigma_shift) weight units
     loss_diff_shift: int = 8  # weight mode: d = D >> loss_diff_shift
+    node_d_shift: int = 16  # activity mode: per-sample d = D_b >> node_d_shift
 
     @property
     def one(self) -> int:
@@ -191,7 +210,7 @@ class FixedNetConfig:
     @property
     def n_dirs(self) -> int:
         """Third factors per update (and tangent compartments per neuron; weight mode keeps its one at 0)."""
-        return self.n_layers if self.mode == "layerwise" else 1
+        return self.n_layers if self.mode in ("layerwise", "activity") else 1
 
     @property
     def passes(self) -> int:
@@ -205,11 +224,17 @@ class FixedNetConfig:
 
     @property
     def third_factor_shift(self) -> int:
-        return self.fmt.loss_diff_shift if self.mode == "weight" else self.fmt.d_shift
+        return {"weight": self.fmt.loss_diff_shift, "activity": self.fmt.node_d_shift}.get(self.mode, self.fmt.d_shift)
 
     def direction_of(self, layer: int) -> int:
         """The direction k that moves layer ``layer`` (its third factor d_k)."""
-        return layer if self.mode == "layerwise" else 0
+        return layer if self.mode in ("layerwise", "activity") else 0
+
+    def constant_current(self, layer: int) -> bool:
+        """Whether layer ``layer``'s current is the same every step of a sample (the first layer,
+        fed the constant data, and the readout, perturbed as the rate-decoded output): activity
+        mode perturbs it with one noise value per neuron and sample instead of one per step."""
+        return layer in (0, self.n_layers - 1)
 
     def tangent_mask(self, layer: int) -> torch.Tensor:
         """P_kl (D,) int64: 1 for the direction whose tangent layer ``layer``'s U x starts
@@ -225,6 +250,9 @@ class FixedNetConfig:
         lr = self.lr * self.lr_decay ** (update // self.updates_per_epoch) * layer_scale
         dir_var = DIR_VAR / 2.0 ** (2 * f.dir_frac)
         n = self.batch * self.sizes[-1] * self.steps ** 2
+        if self.mode == "activity":
+            n *= 2 ** f.in_frac * (self.steps if self.constant_current(layer) else 1)
+            return lr * 2.0 * 2.0 ** (f.node_d_shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac + f.tan_frac) * dir_var)
         if self.mode == "weight":
             return lr * 2.0 ** (f.loss_diff_shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac) * self.sigma * dir_var)
         return lr * 2.0 * 2.0 ** (f.d_shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac + f.tan_frac) * dir_var)
@@ -312,16 +340,46 @@ def spike_derivative(cfg: FixedNetConfig, table: torch.Tensor, xi: torch.Tensor 
     return lambda x: stein_phi(x, xi, m, gain)
 
 
-def dense_step(layer: LayerParams, u: LayerParams, x: torch.Tensor, x_dot: torch.Tensor, perturbed: torch.Tensor,
+def weight_tangent(u: LayerParams, x: torch.Tensor, fmt: FixedFormat) -> torch.Tensor:
+    """The tangent a weight direction starts at its layer, ``(U x + u_b one) << (w_frac - dir_frac +
+    tan_frac)`` (..., n_out), in the units of ``W x`` with tan_frac more bits."""
+    return (x @ u.weights.T + u.bias * fmt.one) << (fmt.w_frac - fmt.dir_frac + fmt.tan_frac)
+
+
+def node_tangent(xi: torch.Tensor, fmt: FixedFormat) -> torch.Tensor:
+    """The tangent a neuron perturbation xi (..., n_out) starts at its layer (activity mode):
+    ``xi << (w_frac + in_frac - dir_frac + tan_frac)``, the real xi / 2^dir_frac in the units of
+    :func:`weight_tangent`."""
+    return xi << (fmt.w_frac + fmt.in_frac - fmt.dir_frac + fmt.tan_frac)
+
+
+def dense_step(layer: LayerParams, start: torch.Tensor, x: torch.Tensor, x_dot: torch.Tensor, perturbed: torch.Tensor,
                fmt: FixedFormat) -> tuple[torch.Tensor, torch.Tensor]:
     """a (..., n_out) and a_dot (D, ..., n_out) for inputs x (..., n_in), x_dot (D, ..., n_in);
-    ``perturbed`` (D,) int64 is P_kl, 1 for the direction(s) that move this layer."""
-    one = fmt.one
-    a = (x @ layer.weights.T + layer.bias * one) >> fmt.a_shift
-    along_u = (x @ u.weights.T + u.bias * one) << (fmt.w_frac - fmt.dir_frac + fmt.tan_frac)
+    ``start`` (..., n_out) is the tangent that begins at this layer (:func:`weight_tangent` or
+    :func:`node_tangent`), ``perturbed`` (D,) int64 is P_kl, 1 for the direction(s) it moves."""
+    a = (x @ layer.weights.T + layer.bias * fmt.one) >> fmt.a_shift
     shape = (-1,) + (1,) * x.dim()
-    a_dot = (perturbed.reshape(shape) * along_u + x_dot @ layer.weights.T) >> fmt.a_shift
+    a_dot = (perturbed.reshape(shape) * start + x_dot @ layer.weights.T) >> fmt.a_shift
     return a, a_dot
+
+
+def node_noise(cfg: FixedNetConfig, layer: int, update: int) -> torch.Tensor:
+    """Activity mode's perturbation xi (T', batch, n_out) int64 of layer ``layer``'s neurons for the
+    samples of update ``update``: step (T' = 1 where the current is constant,
+    :meth:`FixedNetConfig.constant_current`, else T), sample slot in the configured batch, neuron.
+    Each value is one 32-bit hash, xi = the sum of its 4 bytes - 510, as for the directions."""
+    steps = 1 if cfg.constant_current(layer) else cfg.steps
+    h = (hash_uniform((steps, cfg.batch, cfg.sizes[layer + 1]), cfg.seed, NODE_TAG, layer, update) * 2.0 ** 32)
+    h = h.to(torch.int64)
+    return sum((h >> (8 * i)) & 255 for i in range(DIR_BYTES)) - DIR_MEAN
+
+
+def eligibility(xi: torch.Tensor, x: torch.Tensor, fmt: FixedFormat) -> LayerParams:
+    """Activity mode's local product of a perturbation xi (..., n_out) and the layer's input
+    x (..., n_in), summed over the leading axes: ``sum xi x^T`` and, for the bias (input
+    ``one``), ``sum xi one``. With xi scaled by a sample's d this is its term of the update."""
+    return LayerParams(torch.einsum("...i,...j->ij", xi, x), (xi * fmt.one).reshape(-1, xi.shape[-1]).sum(dim=0))
 
 
 class NeuronState(NamedTuple):
@@ -345,11 +403,14 @@ def loss_terms(y_acc: torch.Tensor, y_dot_acc: torch.Tensor, t_int: torch.Tensor
                perturbed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of e^2, contributions to D (n_dirs,)) for samples y_acc (..., n_out) and integer targets
     t_int (:func:`target_int`), e = y_acc - t_int: ``sum e y_dot`` per direction, or in weight
-    mode ``-sum e^2`` for the plain run and ``+sum e^2`` for the ``perturbed`` one."""
+    mode ``-sum e^2`` for the plain run and ``+sum e^2`` for the ``perturbed`` one. Activity mode
+    keeps one D per direction and sample, ``D_b = sum_outputs e_b y_dot_b`` (n_dirs, ...)."""
     e = y_acc - t_int
     sum_e2 = (e * e).sum()
     if cfg.mode == "weight":
         return sum_e2, (sum_e2 if perturbed else -sum_e2).reshape(1)
+    if cfg.mode == "activity":
+        return sum_e2, (e * y_dot_acc).sum(dim=-1)
     return sum_e2, (e * y_dot_acc).reshape(y_dot_acc.shape[0], -1).sum(dim=1)
 
 
@@ -366,7 +427,8 @@ def third_factor(D: torch.Tensor, shift: int) -> torch.Tensor:
 
 def update_layer(layer: LayerParams, u: LayerParams, d: int, cfg: FixedNetConfig, index: int, update: int
                  ) -> LayerParams:
-    """w <- clip(w + SR(-c d u), -256, 255) for weights and bias (module docstring)."""
+    """w <- clip(w + SR(-c d u), -256, 255) for weights and bias (module docstring); activity mode
+    passes the batch's summed eligibility G as u, with d = 1."""
     c = cfg.update_scale(update, index)
     new = []
     for part, (w, uw) in enumerate(zip(layer, u)):
@@ -403,22 +465,33 @@ class FixedForwardGradEngine:
     def directions(self) -> list[LayerParams]:
         return [direction(self.cfg, l, self.updates, tuple(layer.weights.shape)) for l, layer in enumerate(self.layers)]
 
+    def node_noises(self, n_samples: int) -> list[torch.Tensor]:
+        """Activity mode: every layer's perturbation xi (T', n_samples, n) for this update's samples."""
+        if n_samples > self.cfg.batch:
+            raise UserError(f"a training batch holds at most cfg.batch = {self.cfg.batch} samples, got {n_samples}")
+        return [node_noise(self.cfg, l, self.updates)[:, :n_samples] for l in range(self.cfg.n_layers)]
+
     def forward(self, x: torch.Tensor, with_tangents: bool = True, events: dict | None = None,
-                directions: list[LayerParams] | None = None, layers: list[LayerParams] | None = None
+                directions: list[LayerParams] | None = None, layers: list[LayerParams] | None = None,
+                noise: list[torch.Tensor] | None = None, record: list[list[torch.Tensor]] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed readout y_acc (B, n_out) and its tangents (D, B, n_out) for real inputs x (B, n_in),
-        along ``directions`` (default: this update's, :meth:`directions`), with ``layers``
-        (default: the current weights).
+        along ``directions`` (default: this update's, :meth:`directions`) or, in activity mode, the
+        neuron perturbations ``noise`` (default: :meth:`node_noises`), with ``layers`` (default: the
+        current weights). ``record``, if given, receives every layer's input at every step.
 
         ``events``, if given, receives the synaptic operations an event-driven chip performs:
         ``forward`` (non-zero inputs times fan-out, summed over steps and layers) and ``tangent``
-        (the same events once more for each direction that moves the layer, U x, plus the
-        non-zero input tangents times fan-out, W x_dot)."""
+        (the same events once more for each direction that moves the layer: U x, or in activity mode
+        the eligibility xi x^T, plus the non-zero input tangents times fan-out, W x_dot)."""
         cfg, f = self.cfg, self.cfg.fmt
         xq = torch.round(torch.as_tensor(x, dtype=torch.float64) * f.one).to(torch.int64)
         layers = layers if layers is not None else self.layers
         D = cfg.n_dirs if with_tangents and cfg.mode != "weight" else 0
-        if not D:
+        activity = bool(D) and cfg.mode == "activity"
+        if activity:
+            noise = noise if noise is not None else self.node_noises(len(xq))
+        elif not D:
             u = [LayerParams(torch.zeros_like(l.weights), torch.zeros_like(l.bias)) for l in layers]
         else:
             u = directions if directions is not None else self.directions()
@@ -436,7 +509,10 @@ class FixedForwardGradEngine:
                     events["forward"] = events.get("forward", 0) + inputs * fan_out
                     events["tangent"] = (events.get("tangent", 0) + int(perturbed[l].sum()) * inputs * fan_out
                                          + int((s_dot != 0).sum()) * fan_out)
-                a, a_dot = dense_step(layers[l], u[l], s, s_dot, perturbed[l], f)
+                if record is not None:
+                    record[l].append(s)
+                start = node_tangent(noise[l][t % len(noise[l])], f) if activity else weight_tangent(u[l], s, f)
+                a, a_dot = dense_step(layers[l], start, s, s_dot, perturbed[l], f)
                 if l < cfg.n_layers - 1:
                     s, s_dot, states[l] = lif_step(a, a_dot, states[l], cfg, phi[l][t] if D else torch.zeros_like)
             y_acc, y_dot_acc = y_acc + a, y_dot_acc + a_dot
@@ -445,6 +521,8 @@ class FixedForwardGradEngine:
     def step(self, x: torch.Tensor, target: torch.Tensor, events: dict | None = None) -> float:
         """One training step on a batch; returns its loss mean((y - t)^2) before the update
         (``events``: see :meth:`forward`)."""
+        if self.cfg.mode == "activity":
+            return self._activity_step(x, target_int(target, self.cfg), events)
         dirs, t_int = self.directions(), target_int(target, self.cfg)
         sum_e2, D = loss_terms(*self.forward(x, events=events, directions=dirs), t_int, self.cfg)
         if self.cfg.mode == "weight":
@@ -455,6 +533,21 @@ class FixedForwardGradEngine:
                        for l, (layer, u) in enumerate(zip(self.layers, dirs))]
         self.updates += 1
         return mse_real(int(sum_e2), len(x), self.cfg)
+
+    def _activity_step(self, x: torch.Tensor, t_int: torch.Tensor, events: dict | None) -> float:
+        """Activity mode: per sample b and layer l the third factor d_l,b, then
+        ``G_l = sum_b d_l,b sum_t xi_l,b,t x_l,b,t^T`` (:func:`eligibility`) and w <- clip(w + SR(-c G))."""
+        cfg, noise, inputs = self.cfg, self.node_noises(len(x)), [[] for _ in self.layers]
+        sum_e2, D = loss_terms(*self.forward(x, events=events, noise=noise, record=inputs), t_int, cfg)
+        d = third_factor(D, cfg.third_factor_shift)  # (L, B)
+        new = []
+        for l, layer in enumerate(self.layers):
+            weighted = d[l][None, :, None] * noise[l].expand(cfg.steps, -1, -1)
+            new.append(update_layer(layer, eligibility(weighted, torch.stack(inputs[l]), cfg.fmt), 1, cfg, l,
+                                    self.updates))
+        self.layers = new
+        self.updates += 1
+        return mse_real(int(sum_e2), len(x), cfg)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -97,6 +97,10 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
     weights: np.ndarray = _var(9)
     bias: np.ndarray = _var(9)
     updates: np.ndarray = _var()
+    elig_w: np.ndarray = _var()
+    elig_b: np.ndarray = _var()
+    grad_w: np.ndarray = _var()
+    grad_b: np.ndarray = _var()
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
@@ -105,6 +109,11 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
         self.k = self.cfg.direction_of(self.layer)
         self.tangent_mask = self.cfg.tangent_mask(self.layer)
         self._u: tuple[int, pf.LayerParams] | None = None
+        self._noise: tuple[int, torch.Tensor] | None = None
+        # activity mode's noise keys (the sample's slot in its batch, the step in the sample) and
+        # whether a sample ended in the previous step (its d arrives now)
+        self.slot = self.t = 0
+        self.sample_ended = False
 
     def direction(self) -> pf.LayerParams:
         """u for the current update count, regenerated once per batch."""
@@ -113,20 +122,58 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
             self._u = (updates, pf.direction(self.cfg, self.layer, updates, self.weights.shape))
         return self._u[1]
 
+    def noise(self) -> torch.Tensor:
+        """Activity mode: this step's xi (n_out,) of the layer's neurons, drawn once per batch."""
+        updates = int(self.updates[0])
+        if self._noise is None or self._noise[0] != updates:
+            self._noise = (updates, pf.node_noise(self.cfg, self.layer, updates))
+        xi = self._noise[1]
+        return xi[self.t % len(xi), self.slot % self.cfg.batch]  # slot = batch in an update step, unused
+
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
         d = self.d_in.recv()
+        activity = self.cfg.mode == "activity"
+        if activity and self.sample_ended:
+            self.grad_w[:] = self.grad_w + int(d[self.k]) * self.elig_w
+            self.grad_b[:] = self.grad_b + int(d[self.k]) * self.elig_b
+            self.elig_w[:] = 0
+            self.elig_b[:] = 0
+            self.sample_ended = False
         if ctrl[PCTRL_UPDATE]:
             layer = pf.LayerParams(_t(self.weights), _t(self.bias))
-            new = pf.update_layer(layer, self.direction(), int(d[self.k]), self.cfg, self.layer, int(self.updates[0]))
+            if activity:
+                new = pf.update_layer(layer, pf.LayerParams(_t(self.grad_w), _t(self.grad_b)), 1, self.cfg, self.layer,
+                                      int(self.updates[0]))
+                self.grad_w[:] = 0
+                self.grad_b[:] = 0
+                self.slot = 0
+            else:
+                new = pf.update_layer(layer, self.direction(), int(d[self.k]), self.cfg, self.layer,
+                                      int(self.updates[0]))
             self.weights[:] = new.weights.numpy()
             self.bias[:] = new.bias.numpy()
             self.updates[:] = self.updates + 1
+        if ctrl[PCTRL_SAMPLE_START]:
+            self.t = 0
         x, x_dot = _t(self.s_in.recv()), _t(self.sdot_in.recv())
         layer = pf.LayerParams(_t(self.weights), _t(self.bias))
         if ctrl[PCTRL_PERTURBED]:
             layer = pf.perturbed_layer(layer, self.direction(), self.cfg.fmt)
-        a, a_dot = pf.dense_step(layer, self.direction(), x, x_dot, self.tangent_mask, self.cfg.fmt)
+        if activity:
+            xi = self.noise()
+            start = pf.node_tangent(xi, self.cfg.fmt)
+            if not ctrl[PCTRL_UPDATE]:
+                elig = pf.eligibility(xi, x, self.cfg.fmt)
+                self.elig_w[:] = self.elig_w + elig.weights.numpy()
+                self.elig_b[:] = self.elig_b + elig.bias.numpy()
+        else:
+            start = pf.weight_tangent(self.direction(), x, self.cfg.fmt)
+        a, a_dot = pf.dense_step(layer, start, x, x_dot, self.tangent_mask, self.cfg.fmt)
+        self.t += 1
+        if ctrl[PCTRL_SAMPLE_END]:
+            self.slot += 1
+            self.sample_ended = True
         self.a_out.send(a.numpy())
         self.adot_out.send(a_dot.numpy())
 
@@ -200,7 +247,7 @@ class PyPerturbLossFixed(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
-        if ctrl[PCTRL_UPDATE]:
+        if ctrl[PCTRL_UPDATE] or self.cfg.mode == "activity":  # activity: the last sample's d, else 0
             self.d_out.send(pf.third_factor(_t(self.D), self.cfg.third_factor_shift).numpy())
             self.D[:] = 0
         else:

@@ -55,7 +55,10 @@ class PerturbStream(AbstractProcess):
 class PerturbDense(AbstractProcess):
     """Layer ``layer``'s synapses: weights and bias (integers in [-256, 255]) that learn from
     the third factor ``d_in[cfg.direction_of(layer)]``; sends a and its tangents a_dot (D, n_out)
-    (weight mode: a with the perturbed weights on a sample's second run, a_dot = 0)."""
+    (weight mode: a with the perturbed weights on a sample's second run, a_dot = 0). In activity
+    mode the layer's neurons' perturbation xi starts the tangent, each synapse sums ``xi x`` over
+    the sample (``elig``), and the sample's d_b, which arrives the step after it ends, adds
+    ``d_b elig`` to ``grad``, the update of the batch."""
 
     def __init__(self, *, cfg: FixedNetConfig, layer: int, weights: np.ndarray, bias: np.ndarray, updates: int = 0,
                  name: str | None = None) -> None:
@@ -75,6 +78,11 @@ class PerturbDense(AbstractProcess):
         self.weights = Var(shape=(n_out, n_in), init=weights.astype(np.int64))
         self.bias = Var(shape=(n_out,), init=bias.astype(np.int64))
         self.updates = Var(shape=(1,), init=int(updates))
+        # activity mode: the sample's eligibility sum xi x^T (the tag) and the batch's sum of d_b times it
+        self.elig_w = Var(shape=(n_out, n_in), init=0)
+        self.elig_b = Var(shape=(n_out,), init=0)
+        self.grad_w = Var(shape=(n_out, n_in), init=0)
+        self.grad_b = Var(shape=(n_out,), init=0)
 
 
 class PerturbLIF(AbstractProcess):
@@ -100,7 +108,8 @@ class PerturbLoss(AbstractProcess):
     """Readout and loss neurons: sums the readout over each sample (y_acc, y_dot_acc), adds
     ``e y_dot`` to D per direction at the sample's end (weight mode: ``e^2`` of the perturbed
     run minus ``e^2`` of the plain run), and in the update step sends
-    ``d = clip(D >> d_shift)`` and clears D. ``sum_e2`` and ``samples`` count the training loss."""
+    ``d = clip(D >> d_shift)`` and clears D. In activity mode D is the sample's, sent the step after
+    it ends. ``sum_e2`` and ``samples`` count the training loss."""
 
     def __init__(self, *, cfg: FixedNetConfig, name: str | None = None) -> None:
         super().__init__(name=name, cfg=cfg)
