@@ -4,7 +4,7 @@ Writes ``bench/results/perturb_onchip.json`` with
 
 * ``engine``: the fixed-point rule (:mod:`lavasnn.engine.perturb_fixed`) trained by the batched
   engine on the whole 100 x 100 grid, per mode (layer-wise, global, weight perturbation, and
-  layer-wise with Stein's derivative, ``layerwise-stein``):
+  layer-wise with Stein's derivative, ``layerwise-stein``, and activity perturbation, ``activity``):
   relative L2 error, seconds per step, and the synaptic operations of one training step on an
   event-driven chip (spikes and non-zero tangents times fan-out, both runs of a sample for weight
   perturbation, plus one update per synapse) against backprop's dense MACs;
@@ -12,10 +12,11 @@ Writes ``bench/results/perturb_onchip.json`` with
   ``--lava-limit`` grid points for ``--lava-epochs`` epochs, and the engine on the same subset,
   seed and epochs: their final integer weights (``weight_mismatches`` must be 0), errors on the
   whole grid, Lava steps per second and samples per second of both; ``lava_stein`` the same
-  with Stein's derivative (``--lava-grad stein``).
+  with Stein's derivative (``--lava-grad stein``), ``lava_activity`` with activity perturbation
+  (``--lava-mode activity``).
 
 Usage: ``python bench/bench_perturb_onchip.py [--epochs 15] [--lava-limit 400] [--lava-epochs 10]
-[--skip-full | --skip-lava] [--engine-runs NAME ..] [--lava-grad stein]`` (a skipped part or
+[--skip-full | --skip-lava] [--engine-runs NAME ..] [--lava-grad stein] [--lava-mode activity]`` (a skipped part or
 run keeps the figures already in the JSON).
 Run Lava first in a fresh process (forking after torch has started threads can hang).
 """
@@ -45,14 +46,14 @@ def _weights(run: Path) -> dict[str, np.ndarray]:
         return {f"{g}/{k}": f[g][k][()] for g in f for k in f[g]}
 
 
-def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path, grad: str) -> dict:
+def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path, mode: str, grad: str) -> dict:
     quiet = {"progress": False, "log": lambda s: None}
     t0 = time.perf_counter()
-    lava = train_perturb("mexican-hat", "layerwise", grad, "lava-sim", workdir / "lava", epochs, seed,
+    lava = train_perturb("mexican-hat", mode, grad, "lava-sim", workdir / "lava", epochs, seed,
                          limit=limit, **quiet)
     lava_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
-    engine = train_perturb("mexican-hat", "layerwise", grad, "engine", workdir / "engine", epochs, seed,
+    engine = train_perturb("mexican-hat", mode, grad, "engine", workdir / "engine", epochs, seed,
                            precision="fixed", limit=limit, overrides={"batch": FIXED_TRAIN["batch"]["lava-sim"]},
                            **quiet)
     engine_wall = time.perf_counter() - t0
@@ -60,7 +61,7 @@ def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path, grad: str)
     mismatches = sum(int((a[k] != b[k]).sum()) for k in a)
     train_seconds_lava = lava["seconds_per_step"] * lava["steps"]
     train_seconds_engine = engine["seconds_per_step"] * engine["steps"]
-    return {"mode": "layerwise", "grad": grad, "train_samples": limit, "epochs": epochs, "seed": seed,
+    return {"mode": mode, "grad": grad, "train_samples": limit, "epochs": epochs, "seed": seed,
             "batch": FIXED_TRAIN["batch"]["lava-sim"], "updates": lava["steps"],
             "lava_rel_l2_per_epoch": runs_history(workdir / "lava"),
             "weight_mismatches": mismatches, "parameters": sum(v.size for v in a.values()),
@@ -74,7 +75,8 @@ def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path, grad: str)
 
 # Full-grid engine runs: name -> (mode, spike derivative)
 ENGINE_RUNS = {"layerwise": ("layerwise", "surrogate"), "global": ("global", "surrogate"),
-               "weight": ("weight", "surrogate"), "layerwise-stein": ("layerwise", "stein")}
+               "weight": ("weight", "surrogate"), "layerwise-stein": ("layerwise", "stein"),
+               "activity": ("activity", "surrogate")}
 
 
 def engine_full(names: list[str], epochs: int, seed: int, workdir: Path) -> dict:
@@ -93,7 +95,8 @@ def engine_full(names: list[str], epochs: int, seed: int, workdir: Path) -> dict
 
 def synaptic_events(run: Path) -> dict:
     """Synaptic operations of one training step (batch 100) on an event-driven chip, with the
-    trained weights, against the dense multiply-accumulates of a backprop step."""
+    trained weights, against the dense multiply-accumulates of a backprop step. The update is one
+    operation per synapse; activity mode adds one per synapse and sample (``grad += d_b elig``)."""
     arrays, attrs = runs.load_checkpoint(run)
     c = attrs["config"]
     cfg = pf.FixedNetConfig(**{**c, "sizes": tuple(c["sizes"]), "fmt": pf.FixedFormat(**c["fmt"])})
@@ -104,8 +107,9 @@ def synaptic_events(run: Path) -> dict:
                                                                   torch.as_tensor(task.y_train[:cfg.batch]), events)
     n_params = sum(int(np.prod(a.shape)) for layer in arrays.values() for a in layer)
     bp = step_cost("bp", task.ops(cfg.batch), n_params, cfg.n_layers).macs
-    total = events["forward"] + events["tangent"] + n_params
-    return {**events, "update": n_params, "total": total, "bp_dense_macs": bp, "saving_vs_bp": 1 - total / bp}
+    update = n_params * (cfg.batch + 1 if cfg.mode == "activity" else 1)
+    total = events["forward"] + events["tangent"] + update
+    return {**events, "update": update, "total": total, "bp_dense_macs": bp, "saving_vs_bp": 1 - total / bp}
 
 
 def runs_history(run: Path) -> list[float]:
@@ -122,6 +126,8 @@ def main() -> None:
     ap.add_argument("--skip-lava", action="store_true", help="only the full-grid engine runs")
     ap.add_argument("--lava-grad", choices=["surrogate", "stein"], default="surrogate",
                     help="spike derivative of the Lava run (stein: written to `lava_stein`)")
+    ap.add_argument("--lava-mode", choices=["layerwise", "activity"], default="layerwise",
+                    help="rule of the Lava run (activity: written to `lava_activity`)")
     ap.add_argument("--engine-runs", nargs="+", choices=list(ENGINE_RUNS), default=list(ENGINE_RUNS),
                     help="full-grid engine runs to train (the others keep their figures)")
     ap.add_argument("--threads", type=int, default=1)
@@ -133,8 +139,9 @@ def main() -> None:
                    "defaults": {k: v for k, v in FIXED_TRAIN.items()}})
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_lava:
-            key = "lava" if args.lava_grad == "surrogate" else "lava_stein"
-            report[key] = lava_vs_engine(args.lava_limit, args.lava_epochs, args.seed, Path(tmp), args.lava_grad)
+            key = "_".join(["lava"] + ["activity"] * (args.lava_mode == "activity") + ["stein"] * (args.lava_grad == "stein"))
+            report[key] = lava_vs_engine(args.lava_limit, args.lava_epochs, args.seed, Path(tmp), args.lava_mode,
+                                         args.lava_grad)
             print(report[key], flush=True)
         if not args.skip_full:
             report["engine"] = {**report.get("engine", {}), **engine_full(args.engine_runs, args.epochs, args.seed, Path(tmp))}
