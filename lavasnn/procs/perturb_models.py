@@ -128,7 +128,7 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
         if self._noise is None or self._noise[0] != updates:
             self._noise = (updates, pf.node_noise(self.cfg, self.layer, updates))
         xi = self._noise[1]
-        return xi[self.t % len(xi), self.slot % self.cfg.batch]  # slot = batch in an update step, unused
+        return xi[self.t % len(xi), self.slot]  # t = T in an update step, whose output is unused
 
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
