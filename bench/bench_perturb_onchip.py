@@ -139,7 +139,7 @@ def main() -> None:
                    "defaults": {k: v for k, v in FIXED_TRAIN.items()}})
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_lava:
-            key = "_".join(["lava"] + ["activity"] * (args.lava_mode == "activity") + ["stein"] * (args.lava_grad == "stein"))
+            key = "lava" + "_activity" * (args.lava_mode == "activity") + "_stein" * (args.lava_grad == "stein")
             report[key] = lava_vs_engine(args.lava_limit, args.lava_epochs, args.seed, Path(tmp), args.lava_mode,
                                          args.lava_grad)
             print(report[key], flush=True)

@@ -33,7 +33,9 @@ def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, step
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(data.x_train), size=min(samples, len(data.x_train)), replace=False)
     x, y = data.x_train[pick], data.y_train[pick]
-    cfg = pf.FixedNetConfig((2, hidden, hidden, 1), steps=steps, mode=mode, lr=lr or (0.2 if mode == "activity" else 0.05), batch=batch, seed=seed, grad=grad,
+    if lr is None:
+        lr = 0.2 if mode == "activity" else 0.05
+    cfg = pf.FixedNetConfig((2, hidden, hidden, 1), steps=steps, mode=mode, lr=lr, batch=batch, seed=seed, grad=grad,
                             input_lr_scale=input_lr_scale)
     init = pf.quantize_params(SpikingMLP(cfg.sizes).init(rng))
     orders = [rng.permutation(len(x)) for _ in range(epochs)]

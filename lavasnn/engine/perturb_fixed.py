@@ -250,12 +250,12 @@ class FixedNetConfig:
         lr = self.lr * self.lr_decay ** (update // self.updates_per_epoch) * layer_scale
         dir_var = DIR_VAR / 2.0 ** (2 * f.dir_frac)
         n = self.batch * self.sizes[-1] * self.steps ** 2
-        if self.mode == "activity":
-            n *= 2 ** f.in_frac * (self.steps if self.constant_current(layer) else 1)
-            return lr * 2.0 * 2.0 ** (f.node_d_shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac + f.tan_frac) * dir_var)
         if self.mode == "weight":
             return lr * 2.0 ** (f.loss_diff_shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac) * self.sigma * dir_var)
-        return lr * 2.0 * 2.0 ** (f.d_shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac + f.tan_frac) * dir_var)
+        if self.mode == "activity":  # the eligibility carries x's in_frac bits (and T equal terms where constant)
+            n *= 2 ** f.in_frac * (self.steps if self.constant_current(layer) else 1)
+        shift = self.third_factor_shift
+        return lr * 2.0 * 2.0 ** (shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac + f.tan_frac) * dir_var)
 
 
 class LayerParams(NamedTuple):

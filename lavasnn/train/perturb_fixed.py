@@ -5,9 +5,9 @@ MLP with :mod:`lavasnn.engine.perturb_fixed`: integer weights, one tangent compa
 direction (or, for weight perturbation, two runs per sample), SGD with the third factor d. Both
 backends draw the same sample orders from the seed and end with the same integer weights.
 Tasks: ``mexican-hat`` and ``npz:FILE`` (inputs in [-1, 1]); modes ``global``, ``layerwise``,
-``activity`` (the neurons perturbed instead of the weights) and ``weight``; the spike's derivative from the surrogate table or Stein's estimate
-(``--grad stein``, K = 16 noisy threshold tests per neuron and step; weight perturbation needs
-neither).
+``activity`` (the neurons perturbed instead of the weights) and ``weight``; the spike's
+derivative from the surrogate table or Stein's estimate (``--grad stein``, K = 16 noisy
+threshold tests per neuron and step; weight perturbation needs neither).
 
 Lava runs about a hundred steps per second here, so ``lava-sim`` trains on a random subset of
 ``limit`` training samples (default :data:`LAVA_LIMIT`); evaluation runs the same integer
@@ -51,7 +51,8 @@ LAVA_LIMIT = 400
 # (x1 0.0453, x3 0.0517), so it stays 1 here too. Batch 1 (an update at every sample's end, what
 # Loihi 2 could run without a second per-synapse accumulator; 400 points, 10 epochs, as lava-sim):
 # lr 0.003 / 0.01 / 0.03 gave 0.166 / 0.111 / 0.489, against 0.087 with batches of 20 at lr 0.1.
-FIXED_TRAIN = {"hidden": (32, 32), "lr": {"global": 0.012, "layerwise": 0.03, "activity": 0.1, "weight": 0.03}, "lr_decay": 0.85,
+FIXED_TRAIN = {"hidden": (32, 32), "lr": {"global": 0.012, "layerwise": 0.03, "activity": 0.1, "weight": 0.03},
+               "lr_decay": 0.85,
                "batch": {"engine": 100, "lava-sim": 20}, "epochs": {"engine": 15, "lava-sim": 10}}
 
 
