@@ -114,6 +114,8 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
         # whether a sample ended in the previous step (its d arrives now)
         self.slot = self.t = 0
         self.sample_ended = False
+        self.d = np.zeros(self.cfg.n_dirs, dtype=INT)  # the third factors of the update step
+        self.update_now = False
 
     def direction(self) -> pf.LayerParams:
         """u for the current update count, regenerated once per batch."""
@@ -128,7 +130,7 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
         if self._noise is None or self._noise[0] != updates:
             self._noise = (updates, pf.node_noise(self.cfg, self.layer, updates))
         xi = self._noise[1]
-        return xi[self.t % len(xi), self.slot]  # t = T in an update step, whose output is unused
+        return xi[self.t % len(xi), self.slot]
 
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
@@ -140,33 +142,23 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
             self.elig_w[:] = 0
             self.elig_b[:] = 0
             self.sample_ended = False
-        if ctrl[PCTRL_UPDATE]:
-            layer = pf.LayerParams(_t(self.weights), _t(self.bias))
-            if activity:
-                new = pf.update_layer(layer, pf.LayerParams(_t(self.grad_w), _t(self.grad_b)), 1, self.cfg, self.layer,
-                                      int(self.updates[0]))
-                self.grad_w[:] = 0
-                self.grad_b[:] = 0
-                self.slot = 0
-            else:
-                new = pf.update_layer(layer, self.direction(), int(d[self.k]), self.cfg, self.layer,
-                                      int(self.updates[0]))
-            self.weights[:] = new.weights.numpy()
-            self.bias[:] = new.bias.numpy()
-            self.updates[:] = self.updates + 1
+        self.update_now, self.d = bool(ctrl[PCTRL_UPDATE]), d
         if ctrl[PCTRL_SAMPLE_START]:
             self.t = 0
         x, x_dot = _t(self.s_in.recv()), _t(self.sdot_in.recv())
+        if self.update_now:  # no sample runs in the update step; the weights change in its learning phase
+            self.a_out.send(np.zeros(self.a_out.shape, dtype=INT))
+            self.adot_out.send(np.zeros(self.adot_out.shape, dtype=INT))
+            return
         layer = pf.LayerParams(_t(self.weights), _t(self.bias))
         if ctrl[PCTRL_PERTURBED]:
             layer = pf.perturbed_layer(layer, self.direction(), self.cfg.fmt)
         if activity:
             xi = self.noise()
             start = pf.node_tangent(xi, self.cfg.fmt)
-            if not ctrl[PCTRL_UPDATE]:
-                elig = pf.eligibility(xi, x, self.cfg.fmt)
-                self.elig_w[:] = self.elig_w + elig.weights.numpy()
-                self.elig_b[:] = self.elig_b + elig.bias.numpy()
+            elig = pf.eligibility(xi, x, self.cfg.fmt)
+            self.elig_w[:] = self.elig_w + elig.weights.numpy()
+            self.elig_b[:] = self.elig_b + elig.bias.numpy()
         else:
             start = pf.weight_tangent(self.direction(), x, self.cfg.fmt)
         a, a_dot = pf.dense_step(layer, start, x, x_dot, self.tangent_mask, self.cfg.fmt)
@@ -176,6 +168,26 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
             self.sample_ended = True
         self.a_out.send(a.numpy())
         self.adot_out.send(a_dot.numpy())
+
+    def lrn_guard(self) -> bool:
+        return self.update_now
+
+    def run_lrn(self) -> None:
+        """The update step's learning phase: ``w <- clip(w + SR(-c d u))``, or in activity mode
+        ``w <- clip(w + SR(-c G))`` with the batch's summed eligibility G (then cleared)."""
+        layer = pf.LayerParams(_t(self.weights), _t(self.bias))
+        if self.cfg.mode == "activity":
+            new = pf.update_layer(layer, pf.LayerParams(_t(self.grad_w), _t(self.grad_b)), 1, self.cfg, self.layer,
+                                  int(self.updates[0]))
+            self.grad_w[:] = 0
+            self.grad_b[:] = 0
+            self.slot = 0
+        else:
+            new = pf.update_layer(layer, self.direction(), int(self.d[self.k]), self.cfg, self.layer,
+                                  int(self.updates[0]))
+        self.weights[:] = new.weights.numpy()
+        self.bias[:] = new.bias.numpy()
+        self.updates[:] = self.updates + 1
 
 
 @implements(proc=PerturbLIF, protocol=LoihiProtocol)

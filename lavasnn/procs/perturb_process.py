@@ -6,7 +6,8 @@ vector ``(sample_start, sample_end, update, perturbed)`` from the :class:`Pertur
 training batch is its samples, T steps each (weight perturbation: each sample twice, the second
 run with ``perturbed`` set, when every :class:`PerturbDense` adds its perturbation), then one
 update step in which the loss neuron sends the third factors d (one per direction) and every
-:class:`PerturbDense` updates its weights.
+:class:`PerturbDense` updates its weights in that step's learning phase (``run_lrn``, after the
+spiking phase; no sample runs in an update step).
 
 Wiring (``lavasnn.backends.perturb_lava``)::
 
