@@ -46,9 +46,9 @@ LAVA_LIMIT = 400
 # input_lr_scale stays 1 on chip: the float runs' larger first-layer step does not carry over to
 # this short, fast-decaying schedule (15 epochs, full grid): layer-wise x3 / x10 0.063 / 0.074
 # (0.061 without), global x3 / x10 0.111 / 0.259 (0.118 without).
-# activity: lr 0.1 of 0.03 / 0.1 / 0.3 (15 epochs, full grid, seed 0: 0.0563 / 0.0501 / 0.0493); a larger
-# step on layer 0 (x3 / x10: 0.0473 / 0.0526 at lr 0.1, x3 0.0496 at lr 0.3) did not hold on seed 1
-# (x1 0.0453, x3 0.0517), so it stays 1 here too. Batch 1 (an update at every sample's end, what
+# activity: lr 0.1 of 0.03 / 0.1 / 0.3 (15 epochs, full grid, seed 0: 0.0563 / 0.0501 / 0.0493, the
+# last level with 0.1); a larger step on layer 0 (x3 / x10: 0.0473 / 0.0526 at lr 0.1, x3 0.0496
+# at lr 0.3) did not hold on seed 1 (x1 0.0453, x3 0.0517), so it stays 1 here too. Batch 1 (an update at every sample's end, what
 # Loihi 2 could run without a second per-synapse accumulator; 400 points, 10 epochs, as lava-sim):
 # lr 0.003 / 0.01 / 0.03 gave 0.166 / 0.111 / 0.489, against 0.087 with batches of 20 at lr 0.1.
 FIXED_TRAIN = {"hidden": (32, 32), "lr": {"global": 0.012, "layerwise": 0.03, "activity": 0.1, "weight": 0.03},
