@@ -114,7 +114,7 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
         # whether a sample ended in the previous step (its d arrives now)
         self.slot = self.t = 0
         self.sample_ended = False
-        self.d = np.zeros(self.cfg.n_dirs, dtype=INT)  # the third factors of the update step
+        self.d = 0  # this layer's third factor, as received in the update step
         self.update_now = False
 
     def direction(self) -> pf.LayerParams:
@@ -134,11 +134,11 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
-        d = self.d_in.recv()
+        d = int(self.d_in.recv()[self.k])
         activity = self.cfg.mode == "activity"
         if activity and self.sample_ended:
-            self.grad_w[:] = self.grad_w + int(d[self.k]) * self.elig_w
-            self.grad_b[:] = self.grad_b + int(d[self.k]) * self.elig_b
+            self.grad_w[:] = self.grad_w + d * self.elig_w
+            self.grad_b[:] = self.grad_b + d * self.elig_b
             self.elig_w[:] = 0
             self.elig_b[:] = 0
             self.sample_ended = False
@@ -183,8 +183,7 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
             self.grad_b[:] = 0
             self.slot = 0
         else:
-            new = pf.update_layer(layer, self.direction(), int(self.d[self.k]), self.cfg, self.layer,
-                                  int(self.updates[0]))
+            new = pf.update_layer(layer, self.direction(), self.d, self.cfg, self.layer, int(self.updates[0]))
         self.weights[:] = new.weights.numpy()
         self.bias[:] = new.bias.numpy()
         self.updates[:] = self.updates + 1
