@@ -4,7 +4,8 @@ Writes ``bench/results/perturb_onchip.json`` with
 
 * ``engine``: the fixed-point rule (:mod:`lavasnn.engine.perturb_fixed`) trained by the batched
   engine on the whole 100 x 100 grid, per mode (layer-wise, global, weight perturbation, and
-  layer-wise with Stein's derivative, ``layerwise-stein``, and activity perturbation, ``activity``):
+  layer-wise with Stein's derivative, ``layerwise-stein``, activity perturbation, ``activity``, and
+  layer-wise and activity with four draws per update, ``layerwise-k4`` and ``activity-k4``):
   relative L2 error, seconds per step, and the synaptic operations of one training step on an
   event-driven chip (spikes and non-zero tangents times fan-out, both runs of a sample for weight
   perturbation, plus one update per synapse) against backprop's dense MACs;
@@ -73,20 +74,21 @@ def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path, mode: str,
             "lava_wall_seconds": lava_wall, "engine_wall_seconds": engine_wall}
 
 
-# Full-grid engine runs: name -> (mode, spike derivative)
-ENGINE_RUNS = {"layerwise": ("layerwise", "surrogate"), "global": ("global", "surrogate"),
-               "weight": ("weight", "surrogate"), "layerwise-stein": ("layerwise", "stein"),
-               "activity": ("activity", "surrogate")}
+# Full-grid engine runs: name -> (mode, spike derivative, draws per update)
+ENGINE_RUNS = {"layerwise": ("layerwise", "surrogate", 1), "global": ("global", "surrogate", 1),
+               "weight": ("weight", "surrogate", 1), "layerwise-stein": ("layerwise", "stein", 1),
+               "activity": ("activity", "surrogate", 1), "layerwise-k4": ("layerwise", "surrogate", 4),
+               "activity-k4": ("activity", "surrogate", 4)}
 
 
 def engine_full(names: list[str], epochs: int, seed: int, workdir: Path) -> dict:
     out = {}
     for name in names:
-        mode, grad = ENGINE_RUNS[name]
+        mode, grad, draws = ENGINE_RUNS[name]
         m = train_perturb("mexican-hat", mode, grad, "engine", workdir / f"full-{name}", epochs, seed,
-                          precision="fixed", progress=False, log=lambda s: None)
-        out[name] = {k: m[k] for k in ("rel_l2", "grad", "steps", "seconds_per_step", "macs_per_step", "n_params",
-                                       "train_samples", "train_loss")}
+                          precision="fixed", progress=False, log=lambda s: None, overrides={"directions": draws})
+        out[name] = {k: m[k] for k in ("rel_l2", "grad", "directions", "steps", "seconds_per_step", "macs_per_step",
+                                       "n_params", "train_samples", "train_loss")}
         out[name]["history"] = runs_history(workdir / f"full-{name}")
         out[name]["events_per_step"] = synaptic_events(workdir / f"full-{name}")
         print(f"engine fixed {name}: rel L2 {m['rel_l2']:.4f}", flush=True)
@@ -96,7 +98,8 @@ def engine_full(names: list[str], epochs: int, seed: int, workdir: Path) -> dict
 def synaptic_events(run: Path) -> dict:
     """Synaptic operations of one training step (batch 100) on an event-driven chip, with the
     trained weights, against the dense multiply-accumulates of a backprop step. The update is one
-    operation per synapse; activity mode adds one per synapse and sample (``grad += d_b elig``)."""
+    operation per synapse and draw (``sum_j d_j u_j``); activity mode adds one per synapse, sample
+    and draw (``grad += d_b elig``)."""
     arrays, attrs = runs.load_checkpoint(run)
     c = attrs["config"]
     cfg = pf.FixedNetConfig(**{**c, "sizes": tuple(c["sizes"]), "fmt": pf.FixedFormat(**c["fmt"])})
@@ -107,7 +110,8 @@ def synaptic_events(run: Path) -> dict:
                                                                   torch.as_tensor(task.y_train[:cfg.batch]), events)
     n_params = sum(int(np.prod(a.shape)) for layer in arrays.values() for a in layer)
     bp = step_cost("bp", task.ops(cfg.batch), n_params, cfg.n_layers).macs
-    update = n_params * (cfg.batch + 1 if cfg.mode == "activity" else 1)
+    activity = cfg.mode == "activity"
+    update = n_params * cfg.directions * (cfg.batch if activity else 1) + (n_params if activity else 0)
     total = events["forward"] + events["tangent"] + update
     return {**events, "update": update, "total": total, "bp_dense_macs": bp, "saving_vs_bp": 1 - total / bp}
 

@@ -87,7 +87,8 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         keys = ("spike_mismatches", "state_mismatches", "weight_mismatches", "tag_mismatches", "trace_mismatches")
     elif args.what == "perturb":
         from lavasnn.crosscheck_perturb import crosscheck_perturb
-        report = crosscheck_perturb(samples=args.samples or 24, mode=args.mode, seed=args.seed, grad=args.grad)
+        report = crosscheck_perturb(samples=args.samples or 24, mode=args.mode, seed=args.seed, grad=args.grad,
+                                    directions=args.directions)
         keys = ("weight_mismatches",)
     else:
         report = crosscheck.crosscheck_biograd(samples=args.samples or 8, seed=args.seed, precision=args.precision,
@@ -184,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perturb only")
     p.add_argument("--grad", choices=["surrogate", "stein"], default="surrogate",
                    help="perturb only: the spike's derivative, surrogate table or Stein's estimate")
+    p.add_argument("--directions", type=_positive_int, default=1,
+                   help="perturb only: independent draws per update (not with --mode weight)")
     p.add_argument("--precision", choices=["fixed", "float"], default="fixed", help="biograd only")
     p.add_argument("--no-sleep", action="store_true", help="biograd only")
     p.add_argument("--seed", type=int, default=0)

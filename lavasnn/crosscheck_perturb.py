@@ -20,7 +20,7 @@ from lavasnn.models.operator import SpikingMLP
 
 def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, steps: int = 8, batch: int = 5,
                        mode: str = "layerwise", seed: int = 0, grad: str = "surrogate", input_lr_scale: float = 1.0,
-                       lr: float | None = None) -> dict:
+                       lr: float | None = None, directions: int = 1) -> dict:
     """Train both executors; ``weight_mismatches`` counts differing integers (must be 0) and
     ``weights_changed`` how many training changed (shows the check is not vacuous). ``lr``
     defaults to 0.05, and to 0.2 in activity mode, whose training default is also the larger
@@ -36,7 +36,7 @@ def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, step
     if lr is None:
         lr = 0.2 if mode == "activity" else 0.05
     cfg = pf.FixedNetConfig((2, hidden, hidden, 1), steps=steps, mode=mode, lr=lr, batch=batch, seed=seed, grad=grad,
-                            input_lr_scale=input_lr_scale)
+                            input_lr_scale=input_lr_scale, directions=directions)
     init = pf.quantize_params(SpikingMLP(cfg.sizes).init(rng))
     orders = [rng.permutation(len(x)) for _ in range(epochs)]
 
@@ -61,7 +61,8 @@ def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, step
             changed += int((a != a0).sum())
             total += a.numel()
     return {"samples": len(x), "epochs": epochs, "mode": mode, "grad": grad, "sizes": list(cfg.sizes), "steps": steps,
-            "batch": batch, "seed": seed, "lr": cfg.lr, "input_lr_scale": input_lr_scale, "updates": engine.updates,
+            "batch": batch, "seed": seed, "lr": cfg.lr, "input_lr_scale": input_lr_scale, "directions": directions,
+            "updates": engine.updates,
             "weight_mismatches": mismatches,
             "weights_changed": changed, "parameters": total, "engine_train_loss": engine_losses,
             "lava_train_loss": lava_losses}

@@ -115,8 +115,9 @@ def test_cli_train_perturb_hidden_sets_the_network_and_resumes(tmp_path, capsys)
 
 
 def test_cli_train_perturb_directions(tmp_path, capsys):
-    """--directions K reaches the run (K forward-mode passes a step) and its checkpoint; modes
-    without forward gradients and the on-chip rule refuse K > 1 before they write anything."""
+    """--directions K reaches the run (K forward-mode passes a step; on chip one pass with K
+    tangents) and its checkpoint; modes without forward gradients refuse K > 1 before they write
+    anything."""
     run = tmp_path / "k3"
     common = ["--task", "mexican-hat", "--epochs", "1", "--batch", "5000", "--hidden", "8", "--no-progress"]
     assert main(["train", "perturb", *common, "--mode", "activity", "--directions", "3", "--out", str(run)]) == 0
@@ -127,7 +128,13 @@ def test_cli_train_perturb_directions(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "perturb", *common, "--mode", "bp", "--directions", "2", "--out", str(tmp_path / "bp")]) == 2
     assert "mode 'bp' takes 1" in capsys.readouterr().err
-    assert main(["train", "perturb", *common, "--precision", "fixed", "--directions", "2",
-                 "--out", str(tmp_path / "fixed")]) == 2
-    assert "applies to the float engine" in capsys.readouterr().err
-    assert not (tmp_path / "bp").exists() and not (tmp_path / "fixed").exists()
+    assert main(["train", "perturb", *common, "--precision", "fixed", "--mode", "weight", "--directions", "2",
+                 "--out", str(tmp_path / "weight")]) == 2
+    assert "weight perturbation draws one direction" in capsys.readouterr().err
+    assert not (tmp_path / "bp").exists() and not (tmp_path / "weight").exists()
+    fixed = tmp_path / "fixed"
+    assert main(["train", "perturb", *common, "--precision", "fixed", "--limit", "40", "--batch", "20",
+                 "--directions", "2", "--out", str(fixed)]) == 0
+    metrics = json.loads((fixed / "metrics.json").read_text())
+    assert metrics["directions"] == 2 and metrics["forward_passes_per_step"] == 1
+    assert runs.load_checkpoint(fixed)[1]["config"]["directions"] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -50,9 +51,49 @@ def test_layerwise_directions_move_only_their_layer():
     for k in range(3):  # zero out layer k's direction: its tangent row must vanish
         zeroed = [pf.LayerParams(torch.zeros_like(d.weights), torch.zeros_like(d.bias)) if l == k else d
                   for l, d in enumerate(engine.directions())]
-        _, y_dot_k = engine.forward(x, directions=zeroed)
+        _, y_dot_k = engine.forward(x, directions=[zeroed])
         assert torch.all(y_dot_k[k] == 0) and torch.any(y_dot[k] != 0)
         assert torch.equal(y_dot_k[[i for i in range(3) if i != k]], y_dot[[i for i in range(3) if i != k]])
+
+
+def test_each_draw_has_its_own_tangent_rows():
+    """With K draws the tangents carry K L rows; draw 0 is the one-draw rule's, and zeroing one
+    draw's direction of one layer clears that row alone."""
+    one, _, layers = _engine("layerwise")
+    two = pf.FixedForwardGradEngine(replace(one.cfg, directions=2), layers)
+    x = torch.as_tensor(np.random.default_rng(2).uniform(-1, 1, (20, 2)))
+    _, y_dot_one = one.forward(x)
+    _, y_dot = two.forward(x)
+    assert y_dot.shape == (6, 20, 1) and two.cfg.directions_of(1) == [1, 4]
+    assert torch.equal(y_dot[:3], y_dot_one) and not torch.equal(y_dot[3:], y_dot_one)
+    dirs = [two.directions(0), two.directions(1)]
+    dirs[1][1] = pf.LayerParams(torch.zeros_like(dirs[1][1].weights), torch.zeros_like(dirs[1][1].bias))
+    _, y_dot_zeroed = two.forward(x, directions=dirs)
+    assert torch.all(y_dot_zeroed[4] == 0) and torch.any(y_dot[4] != 0)
+    assert torch.equal(y_dot_zeroed[[0, 1, 2, 3, 5]], y_dot[[0, 1, 2, 3, 5]])
+
+
+def test_four_draws_quarter_the_update_error():
+    """The K = 4 update before rounding, -c_4 sum_j d_j u_j, is the mean of four one-draw updates:
+    its squared distance from the mean of 64 draws is about (1/4 - 1/64) / (1 - 1/64) = 0.24 of
+    one draw's, in every layer."""
+    engine, _, layers = _engine("layerwise")
+    many = pf.FixedForwardGradEngine(replace(engine.cfg, directions=64, batch=50), layers)
+    rng = np.random.default_rng(4)
+    x = torch.as_tensor(rng.uniform(-1, 1, (50, 2)))
+    y = torch.exp(-3 * (x ** 2).sum(dim=1, keepdim=True))
+    _, D = pf.loss_terms(*many.forward(x), pf.target_int(y, many.cfg), many.cfg)
+    d = pf.third_factor(D, many.cfg.third_factor_shift)
+    one_cfg, four_cfg = replace(many.cfg, directions=1), replace(many.cfg, directions=4)
+    for l in range(3):
+        us = [many.directions(j)[l] for j in range(64)]
+        ds = [int(d[k]) for k in many.cfg.directions_of(l)]
+        flat = lambda g, cfg: -cfg.update_scale(0, l) * torch.cat([p.double().flatten() for p in g])  # noqa: E731
+        singles = torch.stack([flat(pf.LayerParams(u.weights * dj, u.bias * dj), one_cfg) for u, dj in zip(us, ds)])
+        reference = singles.mean(dim=0)
+        fours = torch.stack([flat(pf.draw_terms(us[i:i + 4], ds[i:i + 4])[0], four_cfg) for i in range(0, 64, 4)])
+        ratio = float(((fours - reference) ** 2).sum(dim=1).mean() / ((singles - reference) ** 2).sum(dim=1).mean())
+        assert 0.12 < ratio < 0.4
 
 
 def test_direction_is_reproducible_and_roughly_standard():
@@ -133,7 +174,7 @@ def test_activity_node_noise_per_step_only_in_hidden_layers():
 def test_activity_tangents_match_float_node_perturbation():
     """The integer tangents started by xi follow the float forward pass perturbed at the neurons by u."""
     engine, _, x, _, noise, _, y_float, y_dot, _ = _activity_case()
-    y_acc, y_dot_acc = engine.forward(x, noise=noise)
+    y_acc, y_dot_acc = engine.forward(x, noise=[noise])
     scale = engine.cfg.steps * 2 ** engine.cfg.fmt.v_frac
     assert float((y_acc.double() / scale - y_float).norm() / y_float.norm()) < 0.15
     y_dot_fixed = y_dot_acc.double() / (scale * 2 ** engine.cfg.fmt.tan_frac)
@@ -146,7 +187,7 @@ def test_activity_update_is_the_float_local_product():
     with its learning rate, for each layer: first, hidden (per step) and readout."""
     engine, model, x, y, noise, u, y_float, y_dot, record = _activity_case()
     cfg, inputs = engine.cfg, [[] for _ in range(3)]
-    _, D = pf.loss_terms(*engine.forward(x, noise=noise, record=inputs), pf.target_int(y, cfg), cfg)
+    _, D = pf.loss_terms(*engine.forward(x, noise=[noise], record=inputs), pf.target_int(y, cfg), cfg)
     d = pf.third_factor(D, cfg.third_factor_shift)
     assert D.shape == (3, len(x)) and int(d.abs().max()) < pf.D_MAX
     c = 2 * (y_float - y) * y_dot / y.numel()
@@ -175,7 +216,7 @@ def test_weight_perturbation_shifts_by_the_rounded_direction_and_clips():
     assert moved.weights.tolist() == [[0, 1, 255, -256]]  # 7/16 -> 0, 8/16 -> 1, 250 + 10 clips
     assert moved.bias.tolist() == [9]  # -24/16 = -1.5 rounds to -1
     cfg = pf.FixedNetConfig((2, 4, 1), mode="weight")
-    assert cfg.passes == 2 and cfg.n_dirs == 1 and int(cfg.tangent_mask(0).sum()) == 0
+    assert cfg.passes == 2 and cfg.n_dirs == 1
     assert cfg.sigma == 2.0 ** (7 - 8 - 4)
 
 
@@ -215,15 +256,15 @@ def test_fixed_stein_estimate_is_the_noise_smoothed_step():
         pf.FixedNetConfig((2, 8, 1), mode="weight", grad="stein")
 
 
-@pytest.mark.parametrize("mode, grad, scale", [("layerwise", "surrogate", 1.0), ("global", "surrogate", 1.0),
-                                               ("weight", "surrogate", 1.0), ("layerwise", "stein", 1.0),
-                                               ("layerwise", "surrogate", 3.0), ("activity", "surrogate", 1.0),
-                                               ("activity", "stein", 3.0)])
-def test_lava_and_engine_end_with_identical_weights(mode, grad, scale):
+@pytest.mark.parametrize("mode, grad, scale, draws", [
+    ("layerwise", "surrogate", 1.0, 1), ("global", "surrogate", 1.0, 1), ("weight", "surrogate", 1.0, 1),
+    ("layerwise", "stein", 1.0, 1), ("layerwise", "surrogate", 3.0, 1), ("activity", "surrogate", 1.0, 1),
+    ("activity", "stein", 3.0, 1), ("layerwise", "stein", 1.0, 2), ("activity", "surrogate", 1.0, 3)])
+def test_lava_and_engine_end_with_identical_weights(mode, grad, scale, draws):
     from lavasnn.crosscheck_perturb import crosscheck_perturb
 
     report = crosscheck_perturb(samples=7, epochs=2, hidden=4, steps=4, batch=3, mode=mode, grad=grad,
-                                input_lr_scale=scale)
+                                input_lr_scale=scale, directions=draws)
     assert report["updates"] == 6  # batches of 3, 3, 1 per epoch
     assert report["weight_mismatches"] == 0
     assert report["weights_changed"] > report["parameters"] // 2

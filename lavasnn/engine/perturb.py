@@ -112,14 +112,19 @@ def derivative_macs(ops: list[Op], perturbed: set[int]) -> int:
     return total
 
 
-def step_cost(mode: str, ops: list[Op], n_params: int, n_groups: int, directions: int = 1) -> StepCost:
+def step_cost(mode: str, ops: list[Op], n_params: int, n_groups: int, directions: int = 1,
+              shared_primal: bool = False) -> StepCost:
     """Forward passes and multiply-accumulates of one training step (module docstring); with
-    ``directions`` K > 1 the step repeats the forward-mode pass K times."""
+    ``directions`` K > 1 the step repeats the forward-mode pass K times, or, with
+    ``shared_primal`` (the on-chip rule: K tangent compartments per neuron), runs the primal
+    pass once and the K tangents beside it."""
     forward = sum(o.macs for o in ops)
     if mode == "weight":
         return StepCost(2, 2 * forward + n_params)
     tangents = [set(range(n_groups))] if mode in ("bp", "global") else [{k} for k in range(n_groups)]
     derivative = sum(derivative_macs(ops, groups) for groups in tangents)
+    if shared_primal:
+        return StepCost(1, forward + directions * derivative + n_params)
     return StepCost(directions, directions * (forward + derivative) + n_params)
 
 

@@ -21,7 +21,8 @@ Integers and their fraction bits (a real r is stored as round(r 2^frac)):
 
 Per time step (all shifts are floors), for layer l with input ``x`` and input tangents
 ``x_dot`` (one row per direction k; ``P_kl`` = 1 where direction k moves layer l: global,
-k = 0 for every layer; layer-wise and activity, k = l)::
+k = 0 for every layer; layer-wise and activity, k = l; with K draws (``directions``) draw j
+adds its own directions, k = j or k = j L + l, and U is draw j's)::
 
     a        = (W x + b one) >> (w_frac + in_frac - v_frac)
     a_dot_k  = ((P_kl (U x + u_b one)) << (w_frac - dir_frac + tan_frac) + W x_dot_k)
@@ -50,7 +51,11 @@ and after the batch sends the third factor ``d_k = clip(D_k >> d_shift, +-(2^23 
 which is ``w <- w - lr_k d v`` in reals (lr_k = lr decay^epoch, times ``input_lr_scale`` on
 layer 0: a constant of that layer's learning rule; the host may rewrite the exponent between
 epochs) for ``L = mean((y - t)^2)``, B the configured batch (a last, smaller batch sums over
-fewer samples). SGD only: Adam needs two more states per synapse.
+fewer samples). SGD only: Adam needs two more states per synapse. K draws average their
+estimates: the synapse adds ``sum_j d_j u_j`` and c is divided by K (every draw's u, noise and
+third factor is keyed by j, draw 0 by the keys of the one-draw rule). The primal pass runs once;
+each neuron carries K tangent compartments per direction it holds, so a step costs the forward
+events once and the tangent events K times.
 
 Stein's weak form (``grad`` 'stein') replaces the table by an estimate from K noisy
 evaluations of the neuron's own threshold test, per neuron, sample and step (:func:`stein_phi`)::
@@ -178,6 +183,7 @@ class FixedNetConfig:
     grad: str = "surrogate"  # spike derivative: the surrogate table or Stein's estimate
     stein_samples: int = 16  # K noise draws per neuron, sample and step ('stein')
     input_lr_scale: float = 1.0  # lr factor of layer 0, the one fed by the data
+    directions: int = 1  # K independent draws per update, their estimates averaged
     fmt: FixedFormat = FixedFormat()
 
     def __post_init__(self) -> None:
@@ -202,6 +208,11 @@ class FixedNetConfig:
             raise UserError("weight perturbation needs no spike derivative; use --grad surrogate")
         if self.stein_samples < 1:
             raise UserError(f"stein_samples must be >= 1, got {self.stein_samples}")
+        if self.directions < 1:
+            raise UserError(f"directions must be >= 1, got {self.directions}")
+        if self.directions > 1 and self.mode == "weight":
+            raise UserError("weight perturbation draws one direction per update (each sample runs twice for it); "
+                            "--directions applies to global, layerwise and activity")
 
     @property
     def n_layers(self) -> int:
@@ -209,8 +220,9 @@ class FixedNetConfig:
 
     @property
     def n_dirs(self) -> int:
-        """Third factors per update (and tangent compartments per neuron; weight mode keeps its one at 0)."""
-        return self.n_layers if self.mode in ("layerwise", "activity") else 1
+        """Third factors per update (and tangent compartments per neuron; weight mode keeps its one at 0):
+        one per layer (layer-wise, activity) or one (global), for each of the K draws."""
+        return (self.n_layers if self.mode in ("layerwise", "activity") else 1) * self.directions
 
     @property
     def passes(self) -> int:
@@ -226,9 +238,12 @@ class FixedNetConfig:
     def third_factor_shift(self) -> int:
         return {"weight": self.fmt.loss_diff_shift, "activity": self.fmt.node_d_shift}.get(self.mode, self.fmt.d_shift)
 
-    def direction_of(self, layer: int) -> int:
-        """The direction k that moves layer ``layer`` (its third factor d_k)."""
-        return layer if self.mode in ("layerwise", "activity") else 0
+    def directions_of(self, layer: int) -> list[int]:
+        """The directions k that move layer ``layer`` (its third factors d_k), one per draw j:
+        k = j L + layer (layer-wise, activity) or k = j (global; weight mode: 0)."""
+        if self.mode in ("layerwise", "activity"):
+            return [j * self.n_layers + layer for j in range(self.directions)]
+        return list(range(self.directions))
 
     def constant_current(self, layer: int) -> bool:
         """Whether layer ``layer``'s current is the same every step of a sample (the first layer,
@@ -236,12 +251,14 @@ class FixedNetConfig:
         mode perturbs it with one noise value per neuron and sample instead of one per step."""
         return layer in (0, self.n_layers - 1)
 
-    def tangent_mask(self, layer: int) -> torch.Tensor:
-        """P_kl (D,) int64: 1 for the direction whose tangent layer ``layer``'s U x starts
-        (none in weight mode, which has no tangents)."""
-        p = torch.zeros(self.n_dirs, dtype=torch.int64)
-        p[self.direction_of(layer)] = int(self.mode != "weight")
-        return p
+    def tangent_start(self, layer: int, starts: list[torch.Tensor]) -> torch.Tensor:
+        """The tangents that begin at layer ``layer`` (D, ..., n_out): draw j's ``starts[j]``
+        (:func:`weight_tangent` or :func:`node_tangent`) in the row of its direction, 0 elsewhere
+        (P_kl of the module docstring)."""
+        out = torch.zeros(self.n_dirs, *starts[0].shape, dtype=torch.int64)
+        for k, start in zip(self.directions_of(layer), starts):
+            out[k] = start
+        return out
 
     def update_scale(self, update: int, layer: int) -> float:
         """c of the module docstring for layer ``layer`` at update ``update``: the real factor of ``d u``."""
@@ -249,7 +266,7 @@ class FixedNetConfig:
         layer_scale = self.input_lr_scale if layer == 0 else 1.0
         lr = self.lr * self.lr_decay ** (update // self.updates_per_epoch) * layer_scale
         dir_var = DIR_VAR / 2.0 ** (2 * f.dir_frac)
-        n = self.batch * self.sizes[-1] * self.steps ** 2
+        n = self.batch * self.sizes[-1] * self.steps ** 2 * self.directions  # the K draws are averaged
         if self.mode == "weight":
             return lr * 2.0 ** (f.loss_diff_shift + f.w_frac - f.dir_frac) / (n * 2.0 ** (2 * f.v_frac) * self.sigma * dir_var)
         if self.mode == "activity":  # the eligibility carries x's in_frac bits (and T equal terms where constant)
@@ -273,11 +290,16 @@ def real_params(layers: list[LayerParams], fmt: FixedFormat = FixedFormat()) -> 
     return [[l.weights.double() / 2 ** fmt.w_frac, l.bias.double() / 2 ** fmt.w_frac] for l in layers]
 
 
-def direction(cfg: FixedNetConfig, layer: int, update: int, shape: tuple[int, ...]) -> LayerParams:
-    """Layer ``layer``'s direction at update ``update``: weights (n_out, n_in) and bias (n_out,)
-    rows, each ``sum of 4 hash bytes - 510``, a pure function of (seed, layer, update, index)."""
+def _draw_key(draw: int) -> tuple[int, ...]:
+    """The hash key of draw j: none for draw 0, so K = 1 draws what it always drew."""
+    return (draw,) if draw else ()
+
+
+def direction(cfg: FixedNetConfig, layer: int, update: int, shape: tuple[int, ...], draw: int = 0) -> LayerParams:
+    """Layer ``layer``'s direction of draw ``draw`` at update ``update``: weights (n_out, n_in) and bias
+    (n_out,) rows, each ``sum of 4 hash bytes - 510``, a pure function of (seed, layer, update, draw, index)."""
     n_out, n_in = shape
-    u = hash_uniform((n_out, n_in + 1, DIR_BYTES), cfg.seed, DIR_TAG, layer, update)
+    u = hash_uniform((n_out, n_in + 1, DIR_BYTES), cfg.seed, DIR_TAG, layer, update, *_draw_key(draw))
     u = (torch.floor(u * 256).to(torch.int64).sum(dim=-1) - DIR_MEAN)
     return LayerParams(u[:, :n_in].contiguous(), u[:, n_in].contiguous())
 
@@ -353,25 +375,24 @@ def node_tangent(xi: torch.Tensor, fmt: FixedFormat) -> torch.Tensor:
     return xi << (fmt.w_frac + fmt.in_frac - fmt.dir_frac + fmt.tan_frac)
 
 
-def dense_step(layer: LayerParams, start: torch.Tensor, x: torch.Tensor, x_dot: torch.Tensor, perturbed: torch.Tensor,
-               fmt: FixedFormat) -> tuple[torch.Tensor, torch.Tensor]:
+def dense_step(layer: LayerParams, start: torch.Tensor, x: torch.Tensor, x_dot: torch.Tensor, fmt: FixedFormat
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """a (..., n_out) and a_dot (D, ..., n_out) for inputs x (..., n_in), x_dot (D, ..., n_in);
-    ``start`` (..., n_out) is the tangent that begins at this layer (:func:`weight_tangent` or
-    :func:`node_tangent`), ``perturbed`` (D,) int64 is P_kl, 1 for the direction(s) it moves."""
+    ``start`` (D, ..., n_out) holds the tangents that begin at this layer
+    (:meth:`FixedNetConfig.tangent_start`)."""
     a = (x @ layer.weights.T + layer.bias * fmt.one) >> fmt.a_shift
-    shape = (-1,) + (1,) * x.dim()
-    a_dot = (perturbed.reshape(shape) * start + x_dot @ layer.weights.T) >> fmt.a_shift
+    a_dot = (start + x_dot @ layer.weights.T) >> fmt.a_shift
     return a, a_dot
 
 
-def node_noise(cfg: FixedNetConfig, layer: int, update: int) -> torch.Tensor:
+def node_noise(cfg: FixedNetConfig, layer: int, update: int, draw: int = 0) -> torch.Tensor:
     """Activity mode's perturbation xi (T', batch, n_out) int64 of layer ``layer``'s neurons for the
-    samples of update ``update``: step (T' = 1 where the current is constant,
+    samples of update ``update`` (draw ``draw``): step (T' = 1 where the current is constant,
     :meth:`FixedNetConfig.constant_current`, else T), sample slot in the configured batch, neuron.
     Each value is one 32-bit hash, xi = the sum of its 4 bytes - 510, as for the directions."""
     steps = 1 if cfg.constant_current(layer) else cfg.steps
-    h = (hash_uniform((steps, cfg.batch, cfg.sizes[layer + 1]), cfg.seed, NODE_TAG, layer, update) * 2.0 ** 32)
-    h = h.to(torch.int64)
+    h = hash_uniform((steps, cfg.batch, cfg.sizes[layer + 1]), cfg.seed, NODE_TAG, layer, update, *_draw_key(draw))
+    h = (h * 2.0 ** 32).to(torch.int64)
     return sum((h >> (8 * i)) & 255 for i in range(DIR_BYTES)) - DIR_MEAN
 
 
@@ -437,6 +458,14 @@ def update_layer(layer: LayerParams, u: LayerParams, d: int, cfg: FixedNetConfig
     return LayerParams(*new)
 
 
+def draw_terms(us: list[LayerParams], ds: list[int]) -> tuple[LayerParams, int]:
+    """(u, d) of :func:`update_layer` for a layer's K draws: the one draw's own u and d, or for
+    K > 1 the integer sum ``G = sum_j d_j u_j`` with d = 1 (``update_scale`` divides by K)."""
+    if len(us) == 1:
+        return us[0], ds[0]
+    return LayerParams(*(sum(d * u[part] for u, d in zip(us, ds)) for part in range(2))), 1
+
+
 def mse_real(sum_e2: int | float, n_samples: int, cfg: FixedNetConfig) -> float:
     """mean((y - t)^2) in reals from the integer sum of e^2."""
     scale = cfg.steps * 2 ** cfg.fmt.v_frac
@@ -462,23 +491,27 @@ class FixedForwardGradEngine:
         noise = [stein_noise(cfg, l, self.updates)[:, :n_samples] for l in range(cfg.n_layers - 1)]
         return [[spike_derivative(cfg, self.table, xi[t]) for t in range(cfg.steps)] for xi in noise]
 
-    def directions(self) -> list[LayerParams]:
-        return [direction(self.cfg, l, self.updates, tuple(layer.weights.shape)) for l, layer in enumerate(self.layers)]
+    def directions(self, draw: int = 0) -> list[LayerParams]:
+        """Every layer's direction of draw ``draw`` at this update."""
+        return [direction(self.cfg, l, self.updates, tuple(layer.weights.shape), draw)
+                for l, layer in enumerate(self.layers)]
 
-    def node_noises(self, n_samples: int) -> list[torch.Tensor]:
-        """Activity mode: every layer's perturbation xi (T', n_samples, n) for this update's samples."""
+    def node_noises(self, n_samples: int, draw: int = 0) -> list[torch.Tensor]:
+        """Activity mode: every layer's perturbation xi (T', n_samples, n) of draw ``draw`` for this
+        update's samples."""
         if n_samples > self.cfg.batch:
             raise UserError(f"a training batch holds at most cfg.batch = {self.cfg.batch} samples, got {n_samples}")
-        return [node_noise(self.cfg, l, self.updates)[:, :n_samples] for l in range(self.cfg.n_layers)]
+        return [node_noise(self.cfg, l, self.updates, draw)[:, :n_samples] for l in range(self.cfg.n_layers)]
 
     def forward(self, x: torch.Tensor, with_tangents: bool = True, events: dict | None = None,
-                directions: list[LayerParams] | None = None, layers: list[LayerParams] | None = None,
-                noise: list[torch.Tensor] | None = None, record: list[list[torch.Tensor]] | None = None
+                directions: list[list[LayerParams]] | None = None, layers: list[LayerParams] | None = None,
+                noise: list[list[torch.Tensor]] | None = None, record: list[list[torch.Tensor]] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed readout y_acc (B, n_out) and its tangents (D, B, n_out) for real inputs x (B, n_in),
-        along ``directions`` (default: this update's, :meth:`directions`) or, in activity mode, the
-        neuron perturbations ``noise`` (default: :meth:`node_noises`), with ``layers`` (default: the
-        current weights). ``record``, if given, receives every layer's input at every step.
+        along ``directions`` (per draw, per layer; default: this update's, :meth:`directions`) or, in
+        activity mode, the neuron perturbations ``noise`` (per draw, per layer; default:
+        :meth:`node_noises`), with ``layers`` (default: the current weights). ``record``, if given,
+        receives every layer's input at every step.
 
         ``events``, if given, receives the synaptic operations an event-driven chip performs:
         ``forward`` (non-zero inputs times fan-out, summed over steps and layers) and ``tangent``
@@ -488,14 +521,12 @@ class FixedForwardGradEngine:
         xq = torch.round(torch.as_tensor(x, dtype=torch.float64) * f.one).to(torch.int64)
         layers = layers if layers is not None else self.layers
         D = cfg.n_dirs if with_tangents and cfg.mode != "weight" else 0
+        draws = range(cfg.directions)
         activity = bool(D) and cfg.mode == "activity"
         if activity:
-            noise = noise if noise is not None else self.node_noises(len(xq))
-        elif not D:
-            u = [LayerParams(torch.zeros_like(l.weights), torch.zeros_like(l.bias)) for l in layers]
-        else:
-            u = directions if directions is not None else self.directions()
-        perturbed = [cfg.tangent_mask(l)[:D] for l in range(cfg.n_layers)]
+            noise = noise if noise is not None else [self.node_noises(len(xq), j) for j in draws]
+        elif D:
+            u = directions if directions is not None else [self.directions(j) for j in draws]
         states = [NeuronState(torch.zeros(len(xq), n, dtype=torch.int64), torch.zeros(D, len(xq), n, dtype=torch.int64))
                   for n in cfg.sizes[1:-1]]
         phi = self.derivatives(len(xq)) if D else None
@@ -507,12 +538,17 @@ class FixedForwardGradEngine:
                 if events is not None:
                     fan_out, inputs = cfg.sizes[l + 1], int((s != 0).sum())
                     events["forward"] = events.get("forward", 0) + inputs * fan_out
-                    events["tangent"] = (events.get("tangent", 0) + int(perturbed[l].sum()) * inputs * fan_out
+                    events["tangent"] = (events.get("tangent", 0) + (cfg.directions if D else 0) * inputs * fan_out
                                          + int((s_dot != 0).sum()) * fan_out)
                 if record is not None:
                     record[l].append(s)
-                start = node_tangent(noise[l][t % len(noise[l])], f) if activity else weight_tangent(u[l], s, f)
-                a, a_dot = dense_step(layers[l], start, s, s_dot, perturbed[l], f)
+                if not D:
+                    start = torch.zeros(0, len(xq), cfg.sizes[l + 1], dtype=torch.int64)
+                elif activity:
+                    start = cfg.tangent_start(l, [node_tangent(n[l][t % len(n[l])], f) for n in noise])
+                else:
+                    start = cfg.tangent_start(l, [weight_tangent(ul[l], s, f) for ul in u])
+                a, a_dot = dense_step(layers[l], start, s, s_dot, f)
                 if l < cfg.n_layers - 1:
                     s, s_dot, states[l] = lif_step(a, a_dot, states[l], cfg, phi[l][t] if D else torch.zeros_like)
             y_acc, y_dot_acc = y_acc + a, y_dot_acc + a_dot
@@ -523,26 +559,30 @@ class FixedForwardGradEngine:
         (``events``: see :meth:`forward`)."""
         if self.cfg.mode == "activity":
             return self._activity_step(x, target_int(target, self.cfg), events)
-        dirs, t_int = self.directions(), target_int(target, self.cfg)
-        sum_e2, D = loss_terms(*self.forward(x, events=events, directions=dirs), t_int, self.cfg)
-        if self.cfg.mode == "weight":
-            shifted = [perturbed_layer(layer, u, self.cfg.fmt) for layer, u in zip(self.layers, dirs)]
-            D = D + loss_terms(*self.forward(x, events=events, layers=shifted), t_int, self.cfg, perturbed=True)[1]
-        d = third_factor(D, self.cfg.third_factor_shift)
-        self.layers = [update_layer(layer, u, int(d[self.cfg.direction_of(l)]), self.cfg, l, self.updates)
-                       for l, (layer, u) in enumerate(zip(self.layers, dirs))]
+        cfg, t_int = self.cfg, target_int(target, self.cfg)
+        dirs = [self.directions(j) for j in range(cfg.directions)]
+        sum_e2, D = loss_terms(*self.forward(x, events=events, directions=dirs), t_int, cfg)
+        if cfg.mode == "weight":
+            shifted = [perturbed_layer(layer, u, cfg.fmt) for layer, u in zip(self.layers, dirs[0])]
+            D = D + loss_terms(*self.forward(x, events=events, layers=shifted), t_int, cfg, perturbed=True)[1]
+        d = third_factor(D, cfg.third_factor_shift)
+        self.layers = [update_layer(layer, *draw_terms([du[l] for du in dirs], [int(d[k]) for k in cfg.directions_of(l)]),
+                                    cfg, l, self.updates)
+                       for l, layer in enumerate(self.layers)]
         self.updates += 1
         return mse_real(int(sum_e2), len(x), self.cfg)
 
     def _activity_step(self, x: torch.Tensor, t_int: torch.Tensor, events: dict | None) -> float:
-        """Activity mode: per sample b and layer l the third factor d_l,b, then
-        ``G_l = sum_b d_l,b sum_t xi_l,b,t x_l,b,t^T`` (:func:`eligibility`) and w <- clip(w + SR(-c G))."""
-        cfg, noise, inputs = self.cfg, self.node_noises(len(x)), [[] for _ in self.layers]
+        """Activity mode: per sample b, layer l and draw j the third factor d_jl,b, then
+        ``G_l = sum_j,b d_jl,b sum_t xi_jl,b,t x_l,b,t^T`` (:func:`eligibility`) and w <- clip(w + SR(-c G))."""
+        cfg, inputs = self.cfg, [[] for _ in self.layers]
+        noise = [self.node_noises(len(x), j) for j in range(cfg.directions)]
         sum_e2, D = loss_terms(*self.forward(x, events=events, noise=noise, record=inputs), t_int, cfg)
-        d = third_factor(D, cfg.third_factor_shift)  # (L, B)
+        d = third_factor(D, cfg.third_factor_shift)  # (D, B)
         new = []
         for l, layer in enumerate(self.layers):
-            weighted = d[l][None, :, None] * noise[l].expand(cfg.steps, -1, -1)
+            weighted = sum(d[k][None, :, None] * n[l].expand(cfg.steps, -1, -1)
+                           for k, n in zip(cfg.directions_of(l), noise))
             new.append(update_layer(layer, eligibility(weighted, torch.stack(inputs[l]), cfg.fmt), 1, cfg, l,
                                     self.updates))
         self.layers = new

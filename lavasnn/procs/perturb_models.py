@@ -106,39 +106,38 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.cfg: pf.FixedNetConfig = proc_params["cfg"]
         self.layer: int = proc_params["layer"]
-        self.k = self.cfg.direction_of(self.layer)
-        self.tangent_mask = self.cfg.tangent_mask(self.layer)
-        self._u: tuple[int, pf.LayerParams] | None = None
-        self._noise: tuple[int, torch.Tensor] | None = None
+        self.ks = self.cfg.directions_of(self.layer)
+        self._u: tuple[int, list[pf.LayerParams]] | None = None
+        self._noise: tuple[int, list[torch.Tensor]] | None = None
         # activity mode's noise keys (the sample's slot in its batch, the step in the sample) and
         # whether a sample ended in the previous step (its d arrives now)
         self.slot = self.t = 0
         self.sample_ended = False
-        self.d = 0  # this layer's third factor, as received in the update step
+        self.d: list[int] = []  # this layer's third factors (one per draw), as received in the update step
         self.update_now = False
 
-    def direction(self) -> pf.LayerParams:
-        """u for the current update count, regenerated once per batch."""
+    def direction(self) -> list[pf.LayerParams]:
+        """u of every draw for the current update count, regenerated once per batch."""
         updates = int(self.updates[0])
         if self._u is None or self._u[0] != updates:
-            self._u = (updates, pf.direction(self.cfg, self.layer, updates, self.weights.shape))
+            self._u = (updates, [pf.direction(self.cfg, self.layer, updates, self.weights.shape, j)
+                                 for j in range(self.cfg.directions)])
         return self._u[1]
 
-    def noise(self) -> torch.Tensor:
-        """Activity mode: this step's xi (n_out,) of the layer's neurons, drawn once per batch."""
+    def noise(self) -> list[torch.Tensor]:
+        """Activity mode: this step's xi (n_out,) of the layer's neurons, one per draw, drawn once per batch."""
         updates = int(self.updates[0])
         if self._noise is None or self._noise[0] != updates:
-            self._noise = (updates, pf.node_noise(self.cfg, self.layer, updates))
-        xi = self._noise[1]
-        return xi[self.t % len(xi), self.slot]
+            self._noise = (updates, [pf.node_noise(self.cfg, self.layer, updates, j) for j in range(self.cfg.directions)])
+        return [xi[self.t % len(xi), self.slot] for xi in self._noise[1]]
 
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
-        d = int(self.d_in.recv()[self.k])
+        d = [int(v) for v in self.d_in.recv()[self.ks]]
         activity = self.cfg.mode == "activity"
         if activity and self.sample_ended:
-            self.grad_w[:] = self.grad_w + d * self.elig_w
-            self.grad_b[:] = self.grad_b + d * self.elig_b
+            self.grad_w[:] = self.grad_w + np.tensordot(d, self.elig_w, axes=1)
+            self.grad_b[:] = self.grad_b + np.tensordot(d, self.elig_b, axes=1)
             self.elig_w[:] = 0
             self.elig_b[:] = 0
             self.sample_ended = False
@@ -152,16 +151,19 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
             return
         layer = pf.LayerParams(_t(self.weights), _t(self.bias))
         if ctrl[PCTRL_PERTURBED]:
-            layer = pf.perturbed_layer(layer, self.direction(), self.cfg.fmt)
-        if activity:
-            xi = self.noise()
-            start = pf.node_tangent(xi, self.cfg.fmt)
-            elig = pf.eligibility(xi, x, self.cfg.fmt)
-            self.elig_w[:] = self.elig_w + elig.weights.numpy()
-            self.elig_b[:] = self.elig_b + elig.bias.numpy()
+            layer = pf.perturbed_layer(layer, self.direction()[0], self.cfg.fmt)
+        if self.cfg.mode == "weight":
+            start = torch.zeros(self.adot_out.shape, dtype=torch.int64)
+        elif activity:
+            xis = self.noise()
+            start = self.cfg.tangent_start(self.layer, [pf.node_tangent(xi, self.cfg.fmt) for xi in xis])
+            for j, xi in enumerate(xis):
+                elig = pf.eligibility(xi, x, self.cfg.fmt)
+                self.elig_w[j] = self.elig_w[j] + elig.weights.numpy()
+                self.elig_b[j] = self.elig_b[j] + elig.bias.numpy()
         else:
-            start = pf.weight_tangent(self.direction(), x, self.cfg.fmt)
-        a, a_dot = pf.dense_step(layer, start, x, x_dot, self.tangent_mask, self.cfg.fmt)
+            start = self.cfg.tangent_start(self.layer, [pf.weight_tangent(u, x, self.cfg.fmt) for u in self.direction()])
+        a, a_dot = pf.dense_step(layer, start, x, x_dot, self.cfg.fmt)
         self.t += 1
         if ctrl[PCTRL_SAMPLE_END]:
             self.slot += 1
@@ -173,8 +175,9 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
         return self.update_now
 
     def run_lrn(self) -> None:
-        """The update step's learning phase: ``w <- clip(w + SR(-c d u))``, or in activity mode
-        ``w <- clip(w + SR(-c G))`` with the batch's summed eligibility G (then cleared)."""
+        """The update step's learning phase: ``w <- clip(w + SR(-c d u))`` (K draws: the sum of
+        their ``d_j u_j``), or in activity mode ``w <- clip(w + SR(-c G))`` with the batch's summed
+        eligibility G (then cleared)."""
         layer = pf.LayerParams(_t(self.weights), _t(self.bias))
         if self.cfg.mode == "activity":
             new = pf.update_layer(layer, pf.LayerParams(_t(self.grad_w), _t(self.grad_b)), 1, self.cfg, self.layer,
@@ -183,7 +186,8 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
             self.grad_b[:] = 0
             self.slot = 0
         else:
-            new = pf.update_layer(layer, self.direction(), self.d, self.cfg, self.layer, int(self.updates[0]))
+            new = pf.update_layer(layer, *pf.draw_terms(self.direction(), self.d), self.cfg, self.layer,
+                                  int(self.updates[0]))
         self.weights[:] = new.weights.numpy()
         self.bias[:] = new.bias.numpy()
         self.updates[:] = self.updates + 1

@@ -55,7 +55,7 @@ class PerturbStream(AbstractProcess):
 
 class PerturbDense(AbstractProcess):
     """Layer ``layer``'s synapses: weights and bias (integers in [-256, 255]) that learn from
-    the third factor ``d_in[cfg.direction_of(layer)]``; sends a and its tangents a_dot (D, n_out)
+    the third factors ``d_in[cfg.directions_of(layer)]`` (one per draw); sends a and its tangents a_dot (D, n_out)
     (weight mode: a with the perturbed weights on a sample's second run, a_dot = 0). In activity
     mode the layer's neurons' perturbation xi starts the tangent, each synapse sums ``xi x`` over
     the sample (``elig``), and the sample's d_b, which arrives the step after it ends, adds
@@ -79,9 +79,9 @@ class PerturbDense(AbstractProcess):
         self.weights = Var(shape=(n_out, n_in), init=weights.astype(np.int64))
         self.bias = Var(shape=(n_out,), init=bias.astype(np.int64))
         self.updates = Var(shape=(1,), init=int(updates))
-        # activity mode: the sample's eligibility sum xi x^T (the tag) and the batch's sum of d_b times it
-        self.elig_w = Var(shape=(n_out, n_in), init=0)
-        self.elig_b = Var(shape=(n_out,), init=0)
+        # activity mode: the sample's eligibility sum xi x^T per draw (the tag) and the batch's sum of d_b times it
+        self.elig_w = Var(shape=(cfg.directions, n_out, n_in), init=0)
+        self.elig_b = Var(shape=(cfg.directions, n_out), init=0)
         self.grad_w = Var(shape=(n_out, n_in), init=0)
         self.grad_b = Var(shape=(n_out,), init=0)
 

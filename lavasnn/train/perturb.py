@@ -382,9 +382,6 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
     fixed_resume = resume is not None and runs.load_checkpoint(resume)[1].get("algorithm") == "perturb-fixed"
     if backend == "lava-sim" or precision == "fixed" or fixed_resume:
         from lavasnn.train.perturb_fixed import train_perturb_fixed
-        overrides = dict(overrides or {})
-        if overrides.pop("directions", 1) != 1:
-            raise UserError("--directions applies to the float engine; the on-chip rule draws one direction per update")
         return train_perturb_fixed(task, mode, grad, backend, out, epochs, seed, resume, progress, log, limit,
                                    overrides, hidden)
     if limit is not None:

@@ -133,7 +133,8 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
         subset = np.asarray(attrs["subset"])
     x_train, y_train = x_train[subset], y_train[subset]
     steps_per_epoch = -(-len(subset) // cfg.batch)
-    cost = step_cost(cfg.mode, t.ops(cfg.batch), sum(p.numel() for l in layers for p in l), len(layers))
+    cost = step_cost(cfg.mode, t.ops(cfg.batch), sum(p.numel() for l in layers for p in l), len(layers), cfg.directions,
+                     shared_primal=True)
     orders, states = [], []
     for _ in range(start_epoch, n_epochs):
         orders.append(rng.permutation(len(subset)))
@@ -152,7 +153,7 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
             "epoch": epoch + 1, "updates": n_updates, "rng_state": states[epoch - start_epoch], "history": history,
             "subset": subset.tolist(), "train_seconds": train_seconds})
         metrics = {"rel_l2": err, "task": task, "mode": cfg.mode, "grad": "none" if cfg.mode == "weight" else cfg.grad,
-                   "backend": backend,
+                   "backend": backend, "directions": cfg.directions,
                    "precision": "fixed", "steps": n_updates, "forward_passes_per_step": cost.forward_passes,
                    "macs_per_step": cost.macs, "seconds_per_step": train_seconds / n_updates,
                    "n_params": sum(p.numel() for l in layers for p in l), "train_samples": len(subset),
