@@ -159,6 +159,12 @@ class TaskSettings:
 # batches, at lr 3e-3: batch 50 / 25 / 10 0.145 / 0.131 / 0.188 (lr 1e-3 at batch 10: 0.137), but
 # backprop gains more (batch 25: 0.035); over the full 2,000 epochs batch 25 gave layer-wise 0.153
 # and backprop 0.036 (batch 200: 0.112 / 0.041), a wider gap, so batch 200 stays.
+# Fewer branch sensors (500-epoch schedule): 11 instead of 51 gave layer-wise 0.144 (51: 0.173)
+# and backprop 0.060 (0.056), 2.4x instead of 3.1x; reaction-diffusion layer-wise, 100 epochs,
+# 32 sensors instead of 128: 0.695 / 0.717. One Adam second moment per layer group instead of
+# per weight (Adam-mini; the chip could hold it in the loss neuron, one per third factor) matches
+# Adam for layer-wise: 0.177 with beta_1 0.9 (Adam 0.173), 0.196 without momentum, so Adam's gain
+# over SGD here is a per-layer step normalisation (g = d v: every weight's second moment is d^2).
 _SGD = {"optimizer": "sgd", "width": 0.05}
 SETTINGS = {
     "mexican-hat": TaskSettings((128, 128), 0, NeuronConfig(steps=16), 0, 0, False,
