@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lr factor for the layers fed by the data (default: the task's for this mode)")
     p.add_argument("--directions", type=_positive_int, default=None,
                    help="forward-gradient modes: average this many independent estimates per step, at this many "
-                        "times the step's forward-mode work (default 1, the paper's rule)")
+                        "times the step's forward-mode work (on chip: tangent compartments per direction; "
+                        "default 1, the paper's rule)")
     p.add_argument("--hidden", type=_int_list, default=None,
                    help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default: "
                         "the task's (Mexican hat 128,128 in float, 32,32 on chip; other tasks 32,32)")

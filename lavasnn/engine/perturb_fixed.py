@@ -66,8 +66,10 @@ evaluations of the neuron's own threshold test, per neuron, sample and step (:fu
     S        = sum_k ([x + p_k > 0] - [x > 0]) xi_k       (every term is >= 0)
     phi      = (S G) >> 16,     G = round(2^(16 + phi_frac + v_frac + 8) / (DIR_VAR K m))
 
-with x = v' - vth and w = surrogate_width vth. Since the flip [x + p_k > 0] - [x > 0] is
-non-zero only with xi_k of its sign, S / (K sqrt(DIR_VAR) w) estimates E[xi 1{flip}] / w, which
+with x = v' - vth and w = surrogate_width vth; the tangents of all draws (``directions``) share
+the neuron's phi (the float engine draws Stein noise per draw). Since the flip
+[x + p_k > 0] - [x > 0] is non-zero only with xi_k of its sign, S / (K sqrt(DIR_VAR) w)
+estimates E[xi 1{flip}] / w, which
 is the derivative of H smoothed by the noise (Stein's lemma; the Irwin-Hall noise is close to
 normal, so it is close to the Gaussian surrogate of the same width).
 
