@@ -137,4 +137,6 @@ def test_cli_train_perturb_directions(tmp_path, capsys):
                  "--directions", "2", "--out", str(fixed)]) == 0
     metrics = json.loads((fixed / "metrics.json").read_text())
     assert metrics["directions"] == 2 and metrics["forward_passes_per_step"] == 1
-    assert runs.load_checkpoint(fixed)[1]["config"]["directions"] == 2
+    assert main(["train", "perturb", "--resume", str(fixed), "--epochs", "2", "--no-progress"]) == 0
+    metrics = json.loads((fixed / "metrics.json").read_text())
+    assert metrics["directions"] == 2 and metrics["epochs"] == 2
