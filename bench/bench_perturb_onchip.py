@@ -14,10 +14,11 @@ Writes ``bench/results/perturb_onchip.json`` with
   seed and epochs: their final integer weights (``weight_mismatches`` must be 0), errors on the
   whole grid, Lava steps per second and samples per second of both; ``lava_stein`` the same
   with Stein's derivative (``--lava-grad stein``), ``lava_activity`` with activity perturbation
-  (``--lava-mode activity``).
+  (``--lava-mode activity``), ``lava_activity_k4`` with four draws per update (``--lava-directions 4``).
 
 Usage: ``python bench/bench_perturb_onchip.py [--epochs 15] [--lava-limit 400] [--lava-epochs 10]
-[--skip-full | --skip-lava] [--engine-runs NAME ..] [--lava-grad stein] [--lava-mode activity]`` (a skipped part or
+[--skip-full | --skip-lava] [--engine-runs NAME ..] [--lava-grad stein] [--lava-mode activity]
+[--lava-directions K]`` (a skipped part or
 run keeps the figures already in the JSON).
 Run Lava first in a fresh process (forking after torch has started threads can hang).
 """
@@ -47,22 +48,22 @@ def _weights(run: Path) -> dict[str, np.ndarray]:
         return {f"{g}/{k}": f[g][k][()] for g in f for k in f[g]}
 
 
-def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path, mode: str, grad: str) -> dict:
+def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path, mode: str, grad: str, draws: int = 1) -> dict:
     quiet = {"progress": False, "log": lambda s: None}
     t0 = time.perf_counter()
     lava = train_perturb("mexican-hat", mode, grad, "lava-sim", workdir / "lava", epochs, seed,
-                         limit=limit, **quiet)
+                         limit=limit, overrides={"directions": draws}, **quiet)
     lava_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
     engine = train_perturb("mexican-hat", mode, grad, "engine", workdir / "engine", epochs, seed,
-                           precision="fixed", limit=limit, overrides={"batch": FIXED_TRAIN["batch"]["lava-sim"]},
-                           **quiet)
+                           precision="fixed", limit=limit,
+                           overrides={"batch": FIXED_TRAIN["batch"]["lava-sim"], "directions": draws}, **quiet)
     engine_wall = time.perf_counter() - t0
     a, b = _weights(workdir / "lava"), _weights(workdir / "engine")
     mismatches = sum(int((a[k] != b[k]).sum()) for k in a)
     train_seconds_lava = lava["seconds_per_step"] * lava["steps"]
     train_seconds_engine = engine["seconds_per_step"] * engine["steps"]
-    return {"mode": mode, "grad": grad, "train_samples": limit, "epochs": epochs, "seed": seed,
+    return {"mode": mode, "grad": grad, "directions": draws, "train_samples": limit, "epochs": epochs, "seed": seed,
             "batch": FIXED_TRAIN["batch"]["lava-sim"], "updates": lava["steps"],
             "lava_rel_l2_per_epoch": runs_history(workdir / "lava"),
             "weight_mismatches": mismatches, "parameters": sum(v.size for v in a.values()),
@@ -132,6 +133,7 @@ def main() -> None:
                     help="spike derivative of the Lava run (stein: written to `lava_stein`)")
     ap.add_argument("--lava-mode", choices=["layerwise", "activity"], default="layerwise",
                     help="rule of the Lava run (activity: written to `lava_activity`)")
+    ap.add_argument("--lava-directions", type=int, default=1, help="draws per update in the Lava run")
     ap.add_argument("--engine-runs", nargs="+", choices=list(ENGINE_RUNS), default=list(ENGINE_RUNS),
                     help="full-grid engine runs to train (the others keep their figures)")
     ap.add_argument("--threads", type=int, default=1)
@@ -143,9 +145,10 @@ def main() -> None:
                    "defaults": {k: v for k, v in FIXED_TRAIN.items()}})
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_lava:
-            key = "lava" + "_activity" * (args.lava_mode == "activity") + "_stein" * (args.lava_grad == "stein")
+            key = ("lava" + "_activity" * (args.lava_mode == "activity") + "_stein" * (args.lava_grad == "stein")
+                   + f"_k{args.lava_directions}" * (args.lava_directions > 1))
             report[key] = lava_vs_engine(args.lava_limit, args.lava_epochs, args.seed, Path(tmp), args.lava_mode,
-                                         args.lava_grad)
+                                         args.lava_grad, args.lava_directions)
             print(report[key], flush=True)
         if not args.skip_full:
             report["engine"] = {**report.get("engine", {}), **engine_full(args.engine_runs, args.epochs, args.seed, Path(tmp))}
