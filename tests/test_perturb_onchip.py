@@ -73,25 +73,38 @@ def test_each_draw_has_its_own_tangent_rows():
     assert torch.equal(y_dot_zeroed[[0, 1, 2, 3, 5]], y_dot[[0, 1, 2, 3, 5]])
 
 
-def test_four_draws_quarter_the_update_error():
-    """The K = 4 update before rounding, -c_4 sum_j d_j u_j, is the mean of four one-draw updates:
-    its squared distance from the mean of 64 draws is about (1/4 - 1/64) / (1 - 1/64) = 0.24 of
-    one draw's, in every layer."""
-    engine, _, layers = _engine("layerwise")
+@pytest.mark.parametrize("mode", ["layerwise", "activity"])
+def test_four_draws_quarter_the_update_error(mode):
+    """The K = 4 update before rounding, -c_4 times the sum of four draws' terms (``d_j u_j``;
+    activity: ``sum_b d_jb e_jb``), is the mean of four one-draw updates: its squared distance
+    from the mean of 64 draws is about (1/4 - 1/64) / (1 - 1/64) = 0.24 of one draw's, in every
+    layer."""
+    engine, _, layers = _engine(mode)
     many = pf.FixedForwardGradEngine(replace(engine.cfg, directions=64, batch=50), layers)
     rng = np.random.default_rng(4)
     x = torch.as_tensor(rng.uniform(-1, 1, (50, 2)))
     y = torch.exp(-3 * (x ** 2).sum(dim=1, keepdim=True))
-    _, D = pf.loss_terms(*many.forward(x), pf.target_int(y, many.cfg), many.cfg)
-    d = pf.third_factor(D, many.cfg.third_factor_shift)
+    if mode == "activity":
+        noise, inputs = [many.node_noises(50, j) for j in range(64)], [[] for _ in range(3)]
+        forward = many.forward(x, noise=noise, record=inputs)
+    else:
+        forward = many.forward(x)
+    d = pf.third_factor(pf.loss_terms(*forward, pf.target_int(y, many.cfg), many.cfg)[1], many.cfg.third_factor_shift)
     one_cfg, four_cfg = replace(many.cfg, directions=1), replace(many.cfg, directions=4)
     for l in range(3):
-        us = [many.directions(j)[l] for j in range(64)]
-        ds = [int(d[k]) for k in many.cfg.directions_of(l)]
+        ks = many.cfg.directions_of(l)
+        if mode == "activity":
+            terms = [pf.eligibility(d[k][None, :, None] * noise[j][l].expand(many.cfg.steps, -1, -1),
+                                    torch.stack(inputs[l]), many.cfg.fmt) for j, k in enumerate(ks)]
+            group = lambda i: pf.LayerParams(*(sum(t[part] for t in terms[i:i + 4]) for part in range(2)))  # noqa: E731
+        else:
+            us, ds = [many.directions(j)[l] for j in range(64)], [int(d[k]) for k in ks]
+            terms = [pf.LayerParams(u.weights * dj, u.bias * dj) for u, dj in zip(us, ds)]
+            group = lambda i: pf.draw_terms(us[i:i + 4], ds[i:i + 4])[0]  # noqa: E731
         flat = lambda g, cfg: -cfg.update_scale(0, l) * torch.cat([p.double().flatten() for p in g])  # noqa: E731
-        singles = torch.stack([flat(pf.LayerParams(u.weights * dj, u.bias * dj), one_cfg) for u, dj in zip(us, ds)])
+        singles = torch.stack([flat(t, one_cfg) for t in terms])
         reference = singles.mean(dim=0)
-        fours = torch.stack([flat(pf.draw_terms(us[i:i + 4], ds[i:i + 4])[0], four_cfg) for i in range(0, 64, 4)])
+        fours = torch.stack([flat(group(i), four_cfg) for i in range(0, 64, 4)])
         ratio = float(((fours - reference) ** 2).sum(dim=1).mean() / ((singles - reference) ** 2).sum(dim=1).mean())
         assert 0.12 < ratio < 0.4
 
