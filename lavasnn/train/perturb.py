@@ -161,7 +161,8 @@ class TaskSettings:
 # and backprop 0.036 (batch 200: 0.112 / 0.041), a wider gap, so batch 200 stays.
 # Fewer branch sensors (500-epoch schedule): 11 instead of 51 gave layer-wise 0.144 (51: 0.173)
 # and backprop 0.060 (0.056), 2.4x instead of 3.1x; reaction-diffusion layer-wise, 100 epochs,
-# 32 sensors instead of 128: 0.695 / 0.717. One Adam second moment per layer group instead of
+# 32 sensors instead of 128: 0.695 / 0.717. Full Poisson defaults with 11 sensors: backprop 0.043,
+# layer-wise with four draws 0.088 (2.05x; 51 sensors: 0.096, 2.3x). One Adam second moment per layer group instead of
 # per weight (Adam-mini; the chip could hold it in the loss neuron, one per third factor) matches
 # Adam for layer-wise: 0.177 with beta_1 0.9 (Adam 0.173), 0.196 without momentum, so Adam's gain
 # over SGD here is a per-layer step normalisation (g = d v: every weight's second moment is d^2).
