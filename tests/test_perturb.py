@@ -15,7 +15,7 @@ from lavasnn.errors import UserError
 from lavasnn.learning import perturb as pt
 from lavasnn.models.operator import NeuronConfig, SpikingDeepONet, SpikingMLP, SpikingSepONet, add_tangents
 from lavasnn.train import runs
-from lavasnn.train.perturb import SETTINGS, target_scale, train_perturb
+from lavasnn.train.perturb import SETTINGS, rel_l2, rel_l2_per_function, target_scale, train_perturb
 
 NEURON = NeuronConfig(steps=6)
 SURROGATE = pt.SpikeGrad("surrogate")
@@ -322,7 +322,19 @@ def test_training_reduces_the_loss(tmp_path, mode):
     for key in ("rel_l2", "task", "mode", "grad", "backend", "steps", "forward_passes_per_step",
                 "macs_per_step", "seconds_per_step"):
         assert key in metrics
+    assert "rel_l2_per_function" not in metrics  # a regression task has no functions
     assert (tmp_path / mode / "loss_curve.png").exists() and (tmp_path / mode / "prediction.png").exists()
+
+
+@pytest.mark.parametrize("task", ["poisson", "reaction-diffusion"])
+def test_operator_tasks_train_end_to_end(tmp_path, task):
+    """The operator tasks' whole path (data, DeepONet / SepONet, outputs) with narrow networks."""
+    metrics = train_perturb(task, "layerwise", "surrogate", "engine", tmp_path / "run", 2, 0, progress=False,
+                            log=lambda s: None, hidden=(8, 8))
+    assert metrics["steps"] == 2 * -(-SETTINGS[task].n_train // SETTINGS[task].train.batch)
+    per_function = metrics["rel_l2_per_function"]
+    assert 0 < per_function["median"] and 0 < metrics["rel_l2"] < 2
+    assert all((tmp_path / "run" / f).exists() for f in ("loss_curve.png", "prediction.png", "metrics.json"))
 
 
 def test_resume_equals_uninterrupted(tmp_path):
@@ -357,6 +369,13 @@ def test_bad_input_is_a_user_error(tmp_path):
                                       ("mexican-hat", "global", "magic", "engine")]:
         with pytest.raises(UserError):
             train_perturb(task, mode, grad, backend, tmp_path / "x", 1, 0, progress=False, log=lambda s: None)
+
+
+def test_per_function_error_is_each_rows_relative_error():
+    y = np.array([[3.0, 4.0], [0.0, 1.0], [1.0, 0.0]])
+    pred = y + np.array([[0.0, 5.0], [0.0, 0.5], [0.0, 0.0]])  # row errors 1, 0.5, 0
+    assert rel_l2_per_function(pred, y) == pytest.approx({"mean": 0.5, "median": 0.5})
+    assert rel_l2(pred, y) == pytest.approx(np.sqrt(25.25 / 27))  # the whole set's differs
 
 
 def test_target_scale_is_the_training_targets_std_for_operators_only():

@@ -297,6 +297,13 @@ def rel_l2(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.linalg.norm(pred - y) / np.linalg.norm(y))
 
 
+def rel_l2_per_function(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Mean and median over test functions (rows) of ``||pred_i - y_i|| / ||y_i||``, the
+    per-sample form operator-learning papers often report (rel_l2 is over the whole test set)."""
+    errs = np.linalg.norm(pred - y, axis=1) / np.linalg.norm(y, axis=1)
+    return {"mean": float(np.mean(errs)), "median": float(np.median(errs))}
+
+
 def plot_curve(path: Path, history: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -468,6 +475,8 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
                    "macs_per_step": cost.macs, "seconds_per_step": total_seconds / engine.updates,
                    "activation_bytes_per_step": engine.last_activation_bytes, "n_params": engine.n_params,
                    "epochs": epoch + 1, "seed": seed, "train_loss": history[-1]["train_loss"]}
+        if t.operator:
+            metrics["rel_l2_per_function"] = rel_l2_per_function(pred, t.y_test)
         runs.write_json(run_dir / "loss_curve.json", history)
         runs.write_json(run_dir / "metrics.json", metrics)
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]['train_loss']:.4g}, rel L2 {err:.4f}, "
