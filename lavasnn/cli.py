@@ -110,9 +110,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         return _train(args)
     except KeyboardInterrupt:
+        from lavasnn.train.runs import CHECKPOINT
+
         run = args.resume or args.out
-        print(f"lavasnn: interrupted; the last finished epoch is saved in {run}: continue with --resume {run}",
-              file=sys.stderr)
+        if run and os.path.exists(os.path.join(run, CHECKPOINT)):
+            print(f"lavasnn: interrupted; the last finished epoch is saved in {run}: continue with --resume {run}",
+                  file=sys.stderr)
+        else:
+            print("lavasnn: interrupted before the first epoch finished; nothing was saved", file=sys.stderr)
         return 130
 
 
@@ -156,8 +161,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other lavasnn error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lavasnn", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lavasnn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lavasnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -178,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neurons: MC-LIF, trace synapses, error neurons; loihi2: the learning-engine trace "
                         "variant; biograd: on-chip BioGrad training (final weights); perturb: on-chip "
                         "forward-gradient training (final weights)")
-    p.add_argument("--steps", type=_positive_int, default=50)
+    p.add_argument("--steps", type=_positive_int, default=50,
+                   help="neurons / loihi2: time steps (biograd and perturb run their own schedules)")
     p.add_argument("--samples", type=_positive_int, default=None,
                    help="biograd / perturb: training samples (default 8 / 24)")
     p.add_argument("--mode", choices=["global", "layerwise", "activity", "weight"], default="layerwise",
@@ -189,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perturb only: independent draws per update (not with --mode weight)")
     p.add_argument("--precision", choices=["fixed", "float"], default="fixed", help="biograd only")
     p.add_argument("--no-sleep", action="store_true", help="biograd only")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys: steps, spike_mismatches, state_mismatches, max_abs_state_diff, ...)")
     p.set_defaults(func=cmd_crosscheck)
@@ -213,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, default=1.0,
                    help="per-epoch lr factor in (0, 1]: epoch e (from 0) uses lr * lr_decay^e "
                         "(engine backend, rule exact; default 1: constant lr)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--no-sleep", action="store_true", help="skip the sleep phase (feedback weights stay fixed)")
     p.add_argument("--sleep-batch", type=_positive_int, default=128, help="noise samples per sleep phase")
     p.add_argument("--sleep-steps", type=_positive_int, default=50, help="time steps per sleep sample")
@@ -230,9 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = rules.add_parser("perturb", help="randomized forward-mode gradients (Wan, Zhang, Karniadakis 2024)")
-    p.add_argument("--task", default="mexican-hat", help="mexican-hat | poisson | reaction-diffusion | npz:FILE")
+    p.add_argument("--task", default="mexican-hat", help="mexican-hat | poisson | reaction-diffusion | npz:FILE (default mexican-hat)")
     p.add_argument("--mode", choices=["global", "layerwise", "activity", "weight", "bp"], default="layerwise",
-                   help="activity: layer-wise perturbation of the neurons instead of the weights (beyond the paper)")
+                   help="default layerwise; activity: layer-wise perturbation of the neurons instead of the weights "
+                        "(beyond the paper)")
     p.add_argument("--grad", choices=["surrogate", "stein"], default="surrogate")
     p.add_argument("--backend", choices=["engine", "lava-sim"], default="engine")
     p.add_argument("--precision", choices=["float", "fixed"], default=None,
@@ -251,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_int_list, default=None,
                    help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default: "
                         "the task's (Mexican hat 128,128 in float, 32,32 on chip; other tasks 32,32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", help="run folder for metrics.json, the loss curve, plots and checkpoint.h5")
     p.add_argument("--resume", help="continue the run in this folder")
     p.add_argument("--no-progress", action="store_true")
@@ -266,6 +280,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be a positive integer")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"{value} must be an integer in [0, 2^32 - 1]")
     return value
 
 

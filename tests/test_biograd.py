@@ -156,4 +156,8 @@ def test_ctrl_c_during_training_points_to_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(tb, "train_biograd", interrupted)
     out = tmp_path / "run"
     assert main(["train", "biograd", "--data", "digits", "--out", str(out)]) == 130
+    assert "nothing was saved" in capsys.readouterr().err  # no epoch had finished
+    out.mkdir()
+    (out / "checkpoint.h5").touch()  # stands for the last finished epoch's checkpoint
+    assert main(["train", "biograd", "--data", "digits", "--out", str(out)]) == 130
     assert f"--resume {out}" in capsys.readouterr().err

@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -47,9 +49,19 @@ def test_bad_chips_dir_is_one_line_error_without_traceback(tmp_path):
     assert r.stderr.count("\n") == 1 and "sources" in r.stderr
 
 
-def test_bad_argument_exits_nonzero():
+def test_bad_argument_is_one_line_and_nonzero():
     r = run_cli("smoke", "--steps", "-3")
     assert r.returncode == 2 and "must be a positive integer" in r.stderr
+    assert r.stderr.count("\n") == 1 and "--help" in r.stderr
+    r = run_cli("train", "perturb", "--seed", "-1", "--out", "unused")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "[0, 2^32 - 1]" in r.stderr
+
+
+def test_run_files_are_readable_as_the_umask_allows(tmp_path):
+    runs.write_json(tmp_path / "m.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o666 & ~umask
 
 
 def test_cli_train_perturb_one_epoch_writes_metrics(tmp_path, capsys):

@@ -84,7 +84,7 @@ def train_biograd(cfg: bg.BioGradConfig | None = None, data_spec: str = "mnist5k
         rng.bit_generator.state = attrs["rng_state"]
         start_epoch, updates, history = attrs["epoch"], attrs["updates"], attrs["history"]
         data = load_dataset(data_spec, limit=limit)
-        log(f"resuming {run_dir} at epoch {start_epoch + 1} of {cfg.epochs}")
+        log(runs.resume_message(run_dir, start_epoch, cfg.epochs))
     else:
         if out is None:
             raise UserError("--out DIR is required for a new run")
@@ -170,6 +170,5 @@ def _epochs(trainer, cfg, data, data_spec, limit, backend, run_dir, rng, start_e
         log(f"epoch {epoch + 1}/{cfg.epochs}: train {correct / n_train:.4f}, test {test_acc:.4f}, "
             f"{n_train / seconds:.0f} samples/s, feedback angle {', '.join(f'{a:.1f}' for a in angles)} deg")
     if start_epoch >= cfg.epochs:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        log(f"{run_dir} already finished {cfg.epochs} epochs")
+        metrics = runs.load_metrics(run_dir)
     return metrics

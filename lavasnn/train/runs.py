@@ -24,7 +24,10 @@ CHECKPOINT = "checkpoint.h5"
 def _atomic(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it; mkstemp makes it private
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
@@ -38,14 +41,35 @@ def write_json(path: Path, data) -> None:
 
 def new_run_dir(out: str | Path) -> Path:
     """Create ``out`` for a new run; refuse one that already holds a run."""
+    if not str(out).strip():
+        raise UserError("--out is empty; give the folder the run should be written to")
     out = Path(out)
     if (out / CHECKPOINT).exists():
         raise UserError(f"{out} already holds a run ({CHECKPOINT}); continue it with --resume {out} "
                         "or choose another --out")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create --out {out}: {e.strerror}") from None
     return out
+
+
+def resume_message(run_dir: Path, done: int, total: int) -> str:
+    if done >= total:
+        return f"{run_dir} has finished {done} epochs; pass --epochs above {done} to train it further"
+    return f"resuming {run_dir} at epoch {done + 1} of {total}"
+
+
+def load_metrics(run_dir: str | Path) -> dict:
+    """``metrics.json`` of a run that finished its epochs."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} cannot be read ({e.__class__.__name__}); the run has finished all its "
+                        "epochs, so there is nothing to resume: pass more --epochs to continue it") from None
 
 
 def save_checkpoint(run_dir: Path, arrays: dict[str, list[np.ndarray]], attrs: dict) -> None:
