@@ -45,6 +45,7 @@ def run_mode(task: str, mode: str, grad: str, epochs: int | None, seed: int, wor
              hidden: tuple[int, ...] | None = None, overrides: dict | None = None) -> dict:
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    grad = "surrogate" if mode == "weight" else grad  # weight perturbation uses no spike derivative
     m = train_perturb(task, mode, grad, "engine", workdir / mode, epochs, seed, progress=False, log=lambda s: None,
                       overrides=overrides, hidden=hidden)
     m["wall_seconds"] = time.perf_counter() - t0

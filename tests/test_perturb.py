@@ -355,14 +355,24 @@ def test_bad_input_is_a_user_error(tmp_path):
     cases = {"missing": {k: v for k, v in good.items() if k != "y_test"},
              "nan": {**good, "y_train": np.full_like(d.y_train, np.nan)},
              "rows": {**good, "y_train": d.y_train[:-1]},
-             "cols": {**good, "x_test": d.x_test[:, :1]}}
+             "cols": {**good, "x_test": d.x_test[:, :1]},
+             "no_columns": {**good, "x_train": d.x_train[:, :0], "x_test": d.x_test[:, :0]},
+             "float32_overflow": {**good, "y_train": np.full(d.y_train.shape, 1e300)},
+             "zero_reference": {**good, "y_test": np.zeros_like(d.y_test)},
+             "complex": {**good, "x_train": d.x_train + 1j}}
     for name, arrays in cases.items():
         np.savez(tmp_path / f"{name}.npz", **arrays)
         with pytest.raises(UserError):
             train_perturb(f"npz:{tmp_path / name}.npz", "global", "surrogate", "engine", tmp_path / name, 1, 0,
                           progress=False, log=lambda s: None)
     (tmp_path / "junk.npz").write_text("not a zip")
+    np.savez(tmp_path / "truncated.npz", **good)
+    (tmp_path / "truncated.npz").write_bytes((tmp_path / "truncated.npz").read_bytes()[:200])
+    np.save(tmp_path / "plain.npy", d.x_train)
     for task, mode, grad, backend in [(f"npz:{tmp_path / 'junk.npz'}", "global", "surrogate", "engine"),
+                                      (f"npz:{tmp_path / 'truncated.npz'}", "global", "surrogate", "engine"),
+                                      (f"npz:{tmp_path / 'plain.npy'}", "global", "surrogate", "engine"),
+                                      ("mexican-hat", "weight", "stein", "engine"),
                                       ("poisson", "global", "surrogate", "lava-sim"),
                                       ("nope", "global", "surrogate", "engine"),
                                       ("mexican-hat", "sideways", "surrogate", "engine"),
@@ -376,6 +386,34 @@ def test_per_function_error_is_each_rows_relative_error():
     pred = y + np.array([[0.0, 5.0], [0.0, 0.5], [0.0, 0.0]])  # row errors 1, 0.5, 0
     assert rel_l2_per_function(pred, y) == pytest.approx({"mean": 0.5, "median": 0.5})
     assert rel_l2(pred, y) == pytest.approx(np.sqrt(25.25 / 27))  # the whole set's differs
+
+
+def test_out_must_be_a_folder_we_can_create(tmp_path):
+    (tmp_path / "afile").write_text("kept")
+    for out in ["", " ", tmp_path / "afile", tmp_path / "afile" / "sub"]:
+        with pytest.raises(UserError):
+            runs.new_run_dir(out)
+    assert (tmp_path / "afile").read_text() == "kept"
+
+
+def test_npz_path_is_kept_absolute_so_resume_works_from_elsewhere(tmp_path, monkeypatch):
+    write_tiny_hat(tmp_path / "hat.npz", n=6)
+    monkeypatch.chdir(tmp_path)
+    opts = dict(progress=False, log=lambda s: None, overrides={"batch": 12})
+    train_perturb("npz:hat.npz", "layerwise", "surrogate", "engine", "run", 1, 0, **opts)
+    monkeypatch.chdir(tmp_path.parent)
+    train_perturb("ignored", "layerwise", "surrogate", "engine", None, 2, 0, resume=tmp_path / "run", **opts)
+    _, attrs = runs.load_checkpoint(tmp_path / "run")
+    assert attrs["epoch"] == 2 and attrs["task"] == f"npz:{tmp_path / 'hat.npz'}"
+
+
+def test_a_finished_run_without_its_metrics_is_a_user_error(tmp_path):
+    task = write_tiny_hat(tmp_path / "hat.npz", n=6)
+    opts = dict(progress=False, log=lambda s: None, overrides={"batch": 12})
+    train_perturb(task, "layerwise", "surrogate", "engine", tmp_path / "run", 1, 0, **opts)
+    (tmp_path / "run" / "metrics.json").unlink()
+    with pytest.raises(UserError, match="nothing to resume"):
+        train_perturb(task, "layerwise", "surrogate", "engine", None, 1, 0, resume=tmp_path / "run", **opts)
 
 
 def test_target_scale_is_the_training_targets_std_for_operators_only():

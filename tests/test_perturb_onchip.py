@@ -331,12 +331,15 @@ def test_fixed_run_refuses_what_the_chip_cannot_do(args, message, tmp_path, caps
     assert not (tmp_path / "run" / "checkpoint.h5").exists()
 
 
-def test_inputs_outside_the_unit_interval_are_refused(tmp_path):
-    np.savez(tmp_path / "big.npz", x_train=np.full((4, 2), 3.0), y_train=np.zeros((4, 1)),
-             x_test=np.zeros((2, 2)), y_test=np.zeros((2, 1)))
+@pytest.mark.parametrize("big, message", [("x_train", r"inputs in \[-1, 1\]"), ("y_test", r"targets in \[-1, 1\]")])
+def test_inputs_and_targets_outside_the_unit_interval_are_refused(tmp_path, big, message):
+    arrays = dict(x_train=np.zeros((4, 2)), y_train=np.full((4, 1), 0.5), x_test=np.zeros((2, 2)), y_test=np.full((2, 1), 0.5))
+    arrays[big] = arrays[big] + 3.0
+    np.savez(tmp_path / "big.npz", **arrays)
     from lavasnn.train.perturb_fixed import train_perturb_fixed
-    with pytest.raises(UserError, match=r"inputs in \[-1, 1\]"):
+    with pytest.raises(UserError, match=message):
         train_perturb_fixed(f"npz:{tmp_path / 'big.npz'}", "layerwise", "surrogate", "engine", tmp_path / "r", 1, 0)
+    assert not (tmp_path / "r").exists()
 
 
 def test_event_count_follows_the_spikes():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -226,27 +227,39 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def load_npz(path: str) -> sciml.RegressionData:
-    """Regression data from an .npz with x_train, y_train, x_test, y_test (2-D, finite)."""
+    """Regression data from an .npz with x_train, y_train, x_test, y_test (2-D, real, finite in
+    float32, at least one column; y_test not all zero, since errors are relative to it)."""
+    keys = ("x_train", "y_train", "x_test", "y_test")
     try:
-        with np.load(path) as f:
-            arrays = {k: np.asarray(f[k], dtype=np.float64) for k in ("x_train", "y_train", "x_test", "y_test")}
-    except KeyError as e:
-        raise UserError(f"{path} lacks array {e}; an npz task needs x_train, y_train, x_test, y_test") from None
-    except (OSError, ValueError) as e:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise UserError(f"{path} lacks {', '.join(missing)}; an npz task needs arrays {', '.join(keys)}")
+            arrays = {k: np.asarray(f[k]) for k in keys}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise UserError(f"{path} is not a readable .npz file of numeric arrays: {e}") from None
+    except AttributeError:  # np.load gave one array: an .npy file
+        raise UserError(f"{path} is a single .npy array; an npz task needs an .npz file (numpy.savez) "
+                        f"with arrays {', '.join(keys)}") from None
     for k, a in arrays.items():
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
+            raise UserError(f"{path}: {k} has dtype {a.dtype}; arrays must be real numbers")
         if a.ndim == 1:
             arrays[k] = a = a[:, None]
-        if a.ndim != 2 or len(a) == 0:
+        if a.ndim != 2 or a.size == 0:
             raise UserError(f"{path}: {k} must be a non-empty (samples, features) array, got shape {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise UserError(f"{path}: {k} contains NaN or infinity; all values must be finite")
+        with np.errstate(over="ignore"):
+            if not np.all(np.isfinite(a.astype(np.float32))):
+                raise UserError(f"{path}: {k} contains NaN, infinity or values beyond float32's range (3.4e38); "
+                                "all values must be finite")
     for split in ("train", "test"):
         if len(arrays[f"x_{split}"]) != len(arrays[f"y_{split}"]):
             raise UserError(f"{path}: x_{split} has {len(arrays[f'x_{split}'])} rows but y_{split} has "
                             f"{len(arrays[f'y_{split}'])}; they must match")
     if arrays["x_train"].shape[1] != arrays["x_test"].shape[1] or arrays["y_train"].shape[1] != arrays["y_test"].shape[1]:
         raise UserError(f"{path}: train and test arrays must have the same number of columns")
+    if not np.any(arrays["y_test"]):
+        raise UserError(f"{path}: y_test is all zeros; the relative L2 error needs a non-zero reference")
     f32 = {k: a.astype(np.float32) for k, a in arrays.items()}
     return sciml.RegressionData(f32["x_train"], f32["y_train"], f32["x_test"], f32["y_test"], Path(path).name)
 
@@ -389,6 +402,10 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
     """
     if backend not in BACKENDS:
         raise UserError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
+    if mode == "weight" and grad != "surrogate" and resume is None:
+        raise UserError("weight perturbation needs no spike derivative; leave --grad at surrogate")
+    if task.startswith("npz:"):  # the checkpoint keeps the file's absolute path: --resume works from anywhere
+        task = f"npz:{Path(task[4:]).resolve()}"
     if precision not in (None, *PRECISIONS):
         raise UserError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
     if backend == "lava-sim" and precision == "float":
@@ -420,7 +437,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         moments = ([_params_torch(arrays, "adam_m", n_groups), _params_torch(arrays, "adam_v", n_groups)]
                    if cfg.optimizer == "adam" else None)
         updates, total_seconds = attrs["updates"], attrs["train_seconds"]
-        log(f"resuming {run_dir} at epoch {start_epoch + 1} of {cfg.epochs}")
+        log(runs.resume_message(run_dir, start_epoch, cfg.epochs))
     else:
         if out is None:
             raise UserError("--out DIR is required for a new run")
@@ -441,7 +458,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
     y_train = _tensor(t.y_train / y_scale)
     cost = engine.cost(t.ops(cfg.batch))
     grad_name = "none" if cfg.mode == "weight" else cfg.grad
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if start_epoch >= cfg.epochs else {}
+    metrics = runs.load_metrics(run_dir) if start_epoch >= cfg.epochs else {}
     for epoch in range(start_epoch, cfg.epochs):
         order = rng.permutation(t.n_train)
         losses, seconds = [], 0.0
@@ -481,9 +498,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         runs.write_json(run_dir / "metrics.json", metrics)
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]['train_loss']:.4g}, rel L2 {err:.4f}, "
             f"{seconds / steps_per_epoch * 1e3:.1f} ms/step")
-    if start_epoch >= cfg.epochs:
-        log(f"{run_dir} already finished {cfg.epochs} epochs")
-    else:
+    if start_epoch < cfg.epochs:
         plot_curve(run_dir / "loss_curve.png", history)
         plot_prediction(run_dir / "prediction.png", t, pred)
     return metrics

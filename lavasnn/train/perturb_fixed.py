@@ -95,7 +95,7 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
         rng = np.random.default_rng()
         rng.bit_generator.state = attrs["rng_state"]
         train_seconds = attrs["train_seconds"]
-        log(f"resuming {run_dir} at epoch {start_epoch + 1} of {n_epochs}")
+        log(runs.resume_message(run_dir, start_epoch, n_epochs))
     else:
         if out is None:
             raise UserError("--out DIR is required for a new run")
@@ -123,6 +123,9 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
     x_train, y_train = t.train_inputs.double(), np.asarray(t.y_train, dtype=np.float64)
     if float(np.abs(x_train).max()) > 1 or float(np.abs(t.test_inputs).max()) > 1:
         raise UserError("fixed-point perturbation learning needs inputs in [-1, 1]; rescale x_train and x_test")
+    if float(np.abs(y_train).max()) > 1 or float(np.abs(t.y_test).max()) > 1:
+        raise UserError("fixed-point perturbation learning needs targets in [-1, 1] (the readout's 8-bit weights "
+                        "are below 1 in size); rescale y_train and y_test")
     if resume is None:
         init_rng = np.random.default_rng(seed)
         params = t.model.init(init_rng)
@@ -173,8 +176,7 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
         log(f"epoch {epoch + 1}/{n_epochs}: loss {loss:.4g}, rel L2 {err:.4f}, {seconds:.1f} s")
 
     if start_epoch >= n_epochs:
-        log(f"{run_dir} already finished {n_epochs} epochs")
-        return json.loads((run_dir / "metrics.json").read_text())
+        return runs.load_metrics(run_dir)
     if backend == "lava-sim":
         from lavasnn.backends.perturb_lava import LavaForwardGrad, steps_per_epoch as lava_steps
         log(f"training in Loihi2SimCfg: {lava_steps(cfg, len(subset))} Lava steps per epoch")
