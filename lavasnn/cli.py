@@ -106,6 +106,15 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+PERTURB_DEFAULTS = {"task": "mexican-hat", "mode": "layerwise", "grad": "surrogate", "backend": "engine", "seed": 0}
+PERTURB_RUN_OPTIONS = (*PERTURB_DEFAULTS, "precision", "limit", "hidden", "lr", "batch", "input_lr_scale", "directions")
+
+
+def _log(line: str) -> None:
+    """Progress goes to stderr, so that stdout holds only the final JSON (``| jq`` works)."""
+    print(line, file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     try:
         return _train(args)
@@ -129,13 +138,16 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError("--out DIR is required (or --resume DIR to continue a run)")
         overrides = {k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("input_lr_scale", args.input_lr_scale),
                                         ("directions", args.directions)) if v is not None}
-        if args.resume is not None and overrides:
-            raise UserError("--lr, --batch, --input-lr-scale and --directions set up a new run; "
-                            "a resumed run keeps its own")
-        metrics = train_perturb(args.task, args.mode, args.grad, args.backend, args.out, args.epochs, args.seed,
-                                resume=args.resume, progress=not args.no_progress, precision=args.precision,
-                                limit=args.limit, overrides=overrides,
-                                hidden=tuple(args.hidden) if args.hidden else None)
+        if args.resume is not None:
+            given = [f"--{k.replace('_', '-')}" for k in PERTURB_RUN_OPTIONS if getattr(args, k) is not None]
+            if given:
+                raise UserError(f"{', '.join(given)} set up a new run; a resumed run keeps its own "
+                                "(only --epochs may change)")
+        defaults = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in PERTURB_DEFAULTS.items()}
+        metrics = train_perturb(defaults["task"], defaults["mode"], defaults["grad"], defaults["backend"], args.out,
+                                args.epochs, defaults["seed"], resume=args.resume, progress=not args.no_progress,
+                                precision=args.precision, limit=args.limit, overrides=overrides,
+                                hidden=tuple(args.hidden) if args.hidden else None, log=_log)
         print(json.dumps(metrics))
         return 0
 
@@ -143,7 +155,7 @@ def _train(args: argparse.Namespace) -> int:
     from lavasnn.train.biograd import train_biograd
 
     if args.resume:
-        metrics = train_biograd(resume=args.resume, device=args.device, progress=not args.no_progress)
+        metrics = train_biograd(resume=args.resume, device=args.device, progress=not args.no_progress, log=_log)
     else:
         if args.out is None:
             raise UserError("--out DIR is required (or --resume DIR to continue a run)")
@@ -156,7 +168,7 @@ def _train(args: argparse.Namespace) -> int:
                             sleep_batch=args.sleep_batch, sleep_steps=args.sleep_steps, precision=precision,
                             rule=args.biograd_rule)
         metrics = train_biograd(cfg, args.data, args.out, backend=args.backend, device=args.device,
-                                limit=args.limit, progress=not args.no_progress)
+                                limit=args.limit, progress=not args.no_progress, log=_log)
     print(json.dumps(metrics))
     return 0
 
@@ -243,12 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = rules.add_parser("perturb", help="randomized forward-mode gradients (Wan, Zhang, Karniadakis 2024)")
-    p.add_argument("--task", default="mexican-hat", help="mexican-hat | poisson | reaction-diffusion | npz:FILE (default mexican-hat)")
-    p.add_argument("--mode", choices=["global", "layerwise", "activity", "weight", "bp"], default="layerwise",
+    p.add_argument("--task", default=None, help="mexican-hat | poisson | reaction-diffusion | npz:FILE (default mexican-hat)")
+    p.add_argument("--mode", choices=["global", "layerwise", "activity", "weight", "bp"], default=None,
                    help="default layerwise; activity: layer-wise perturbation of the neurons instead of the weights "
                         "(beyond the paper)")
-    p.add_argument("--grad", choices=["surrogate", "stein"], default="surrogate")
-    p.add_argument("--backend", choices=["engine", "lava-sim"], default="engine")
+    p.add_argument("--grad", choices=["surrogate", "stein"], default=None, help="default surrogate")
+    p.add_argument("--backend", choices=["engine", "lava-sim"], default=None, help="default engine")
     p.add_argument("--precision", choices=["float", "fixed"], default=None,
                    help="fixed: the on-chip integer rule (default for lava-sim); float: engine only (default)")
     p.add_argument("--limit", type=_positive_int, default=None,
@@ -265,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_int_list, default=None,
                    help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default: "
                         "the task's (Mexican hat 128,128 in float, 32,32 on chip; other tasks 32,32)")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=_seed, default=None, help="default 0")
     p.add_argument("--out", help="run folder for metrics.json, the loss curve, plots and checkpoint.h5")
     p.add_argument("--resume", help="continue the run in this folder")
     p.add_argument("--no-progress", action="store_true")

@@ -124,6 +124,19 @@ def test_cli_train_perturb_hidden_sets_the_network_and_resumes(tmp_path, capsys)
     assert resumed["epochs"] == 2 and resumed["macs_per_step"] == first["macs_per_step"]
     assert main(["train", "perturb", "--resume", str(fixed), "--hidden", "4", "--no-progress"]) == 2
     assert "a resumed run keeps its own" in capsys.readouterr().err
+    for option in (["--mode", "bp"], ["--task", "poisson"], ["--seed", "3"], ["--limit", "5"], ["--precision", "float"]):
+        assert main(["train", "perturb", "--resume", str(fixed), "--epochs", "3", *option]) == 2
+        assert f"{option[0]} set up a new run" in capsys.readouterr().err
+    assert json.loads((fixed / "metrics.json").read_text())["epochs"] == 2  # nothing ran
+
+
+def test_cli_train_stdout_is_only_the_metrics_json(tmp_path, capsys):
+    """Progress lines go to stderr, so the output can be piped into a JSON reader."""
+    assert main(["train", "perturb", "--epochs", "2", "--batch", "5000", "--hidden", "4", "--no-progress",
+                 "--out", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["epochs"] == 2
+    assert "epoch 2/2" in captured.err
 
 
 def test_cli_train_perturb_directions(tmp_path, capsys):
