@@ -1,9 +1,14 @@
-"""lava_session: processes forked inside it (Lava's workers) ignore Ctrl-C; others keep it."""
+"""lava_session: processes forked inside it (Lava's workers) ignore Ctrl-C; others keep it. A
+runtime that fails to stop has its processes terminated."""
 
+import multiprocessing
 import os
 import signal
+import time
 
-from lavasnn.backends.session import lava_session
+import pytest
+
+from lavasnn.backends.session import LavaSession, lava_session
 
 
 def child_ignores_sigint() -> bool:
@@ -13,12 +18,48 @@ def child_ignores_sigint() -> bool:
     return os.waitpid(pid, 0)[1] == 0
 
 
-def test_only_processes_forked_in_a_session_ignore_sigint():
-    class NotStarted:  # a process whose runtime never started: nothing to stop
-        name = "p"
+class NotStarted:  # a process whose runtime never started: nothing to stop
+    name = "p"
 
+
+def test_only_processes_forked_in_a_session_ignore_sigint():
     assert not child_ignores_sigint()
     with lava_session(NotStarted()):
         assert child_ignores_sigint()
     assert not child_ignores_sigint()
     assert signal.getsignal(signal.SIGINT) == signal.default_int_handler  # the main process keeps Ctrl-C
+    session = LavaSession(NotStarted())
+    assert child_ignores_sigint()
+    session.close()
+    session.close()  # closing twice is harmless
+    assert not child_ignores_sigint()
+
+
+class StuckRuntime:
+    """Stands for a Lava process whose runtime's stop never returns, with one live worker."""
+
+    def __init__(self) -> None:
+        self.name = "stuck"
+        self.freed = False
+        worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+        worker.start()
+        runtime = type("Runtime", (), {})()
+        runtime._is_started = True
+        runtime._messaging_infrastructure = type("Infrastructure", (), {"actors": [worker],
+                                                                        "stop": lambda _: setattr(self, "freed", True)})()
+        self.runtime, self.worker = runtime, worker
+
+    def stop(self) -> None:
+        time.sleep(60)
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_a_runtime_that_does_not_stop_has_its_processes_terminated(failed):
+    process = StuckRuntime()
+    session = LavaSession(process, stop_timeout=0.2)
+    if failed:
+        session.close(failed=True)  # after an error: no warning, the error says enough
+    else:
+        with pytest.warns(UserWarning, match="did not stop within 0.2 s; its processes were terminated"):
+            session.close()
+    assert not process.worker.is_alive() and process.freed

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from lavasnn.backends import run_config
+from lavasnn.backends.session import LavaSession
 from lavasnn.errors import UserError
 from lavasnn.learning import biograd as bg
 from lavasnn.procs.process import (CTRL_BATCH, CTRL_BATCH_END, CTRL_PHASE, CTRL_SAMPLE_END, CTRL_SAMPLE_START,
@@ -73,7 +74,6 @@ class LavaBioGrad:
         self.counts_path = self.folder / "counts.npy"
         np.save(self.counts_path, np.zeros((self.capacity, n_out), dtype=np.int32))
         self._cfg_run = run_config("sim", cfg.precision)
-        self._started = False
 
         n = bg.neuron_params(cfg)
         hidden = list(cfg.hidden)
@@ -126,20 +126,18 @@ class LavaBioGrad:
             fb.a_out.connect(neuron.d_in)
         output.s_out.connect(targets + [identity.o_in])
         self.params = _LavaParams(self)
+        self._session = LavaSession(self.stream)  # last: a failed constructor leaves no open session
 
     # ---------------------------------------------------------------------------------------
     def __enter__(self) -> "LavaBioGrad":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(failed=exc_type is not None)
 
-    def close(self) -> None:
-        from lavasnn.backends.session import _stop
-
-        if self._started:
-            _stop(self.stream, 30.0)
-            self._started = False
+    def close(self, failed: bool = False) -> None:
+        """Stop the runtime (``failed``: after an exception or Ctrl-C) and remove the temporary folder."""
+        self._session.close(failed)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -176,7 +174,6 @@ class LavaBioGrad:
                  noise=noise_rows.astype(np.int8))
         os.replace(tmp, path)
         self._chunks += 1
-        self._started = True
         self.stream.run(condition=RunSteps(num_steps=n), run_cfg=self._cfg_run)
         path.unlink()
         rows = (self._recorded + np.arange(B)) % self.capacity

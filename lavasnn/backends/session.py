@@ -1,11 +1,13 @@
 """Run a Lava network so that its runtime always stops.
 
 Lava starts OS processes for every ProcessModel; a run that is not stopped leaves them
-behind. :func:`lava_session` stops the runtime on success, on any exception and on Ctrl-C,
-and gives up waiting for the stop after ``stop_timeout`` seconds. The processes Lava forks
-inside a session ignore SIGINT: Ctrl-C in a terminal reaches the whole process group, and
-workers killed mid-message would print their own tracebacks and leave the runtime unable to
-stop; so only the main process is interrupted, and it stops the runtime.
+behind. :func:`lava_session` (or a :class:`LavaSession` closed by hand) stops the runtime on
+success, on any exception and on Ctrl-C. The processes Lava forks inside a session ignore
+SIGINT: Ctrl-C in a terminal reaches the whole process group, and workers killed mid-message
+would print their own tracebacks and leave the runtime unable to stop; so only the main process
+is interrupted, and it stops the runtime. When the stop fails or hangs (an interrupt can leave a
+message half-read), the session terminates the runtime's processes and shuts down its shared
+memory instead.
 
 Lava forks its processes. Forking a Python process in which ``torch.compile`` has started its
 worker threads can deadlock, so start Lava runs before compiling engine functions (the
@@ -15,14 +17,17 @@ engine compiles only when asked: ``compile=True``), or run them in separate proc
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import threading
 import warnings
 from typing import Iterator
 
+STOP_TIMEOUT = 30.0  # seconds a normal stop may take
+STOP_TIMEOUT_AFTER_ERROR = 5.0  # after an exception or Ctrl-C the runtime is often out of step
 
-_open_sessions = 0  # lava_session blocks being run; processes forked meanwhile are Lava's
+_open_sessions = 0  # sessions not yet closed; processes forked meanwhile are Lava's
 
 
 def _ignore_sigint_in_lava_workers() -> None:
@@ -33,24 +38,78 @@ def _ignore_sigint_in_lava_workers() -> None:
 os.register_at_fork(after_in_child=_ignore_sigint_in_lava_workers)
 
 
-def _stop(process, timeout: float) -> None:
-    runtime = getattr(process, "runtime", None)
-    if runtime is None or not getattr(runtime, "_is_started", False):
-        return
-    worker = threading.Thread(target=process.stop, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        warnings.warn(f"Lava runtime of {process.name} did not stop within {timeout:g} s")
+class LavaSession:
+    """From construction on, processes forked are Lava's; :meth:`close` stops ``process``'s runtime."""
+
+    def __init__(self, process, stop_timeout: float = STOP_TIMEOUT) -> None:
+        global _open_sessions
+        self.process, self.stop_timeout = process, stop_timeout
+        self._open = True
+        _open_sessions += 1
+
+    def close(self, failed: bool = False) -> None:
+        """Stop the runtime (``failed``: an exception is on its way, so wait less and say nothing)."""
+        global _open_sessions
+        if not self._open:
+            return
+        self._open = False
+        _open_sessions -= 1
+        _stop(self.process, min(self.stop_timeout, STOP_TIMEOUT_AFTER_ERROR) if failed else self.stop_timeout,
+              quiet=failed)
 
 
 @contextlib.contextmanager
-def lava_session(process, stop_timeout: float = 30.0) -> Iterator:
+def lava_session(process, stop_timeout: float = STOP_TIMEOUT) -> Iterator:
     """``with lava_session(proc): proc.run(...)`` -- always stops ``proc``'s runtime."""
-    global _open_sessions
-    _open_sessions += 1
+    session = LavaSession(process, stop_timeout)
+    failed = True
     try:
         yield process
+        failed = False
     finally:
-        _open_sessions -= 1
-        _stop(process, stop_timeout)
+        session.close(failed)
+
+
+def _stop(process, timeout: float, quiet: bool = False) -> None:
+    runtime = getattr(process, "runtime", None)
+    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
+    actors = list(getattr(infrastructure, "actors", []))
+    if runtime is None or not (getattr(runtime, "_is_started", False) or actors):
+        return
+    errors: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            process.stop()
+        except Exception as e:  # noqa: BLE001 -- reported below, then the processes are terminated
+            errors.append(e)
+
+    worker = threading.Thread(target=stop, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not worker.is_alive() and not errors:
+        return
+    _terminate(actors)
+    with contextlib.suppress(Exception):
+        infrastructure.stop()  # joins the terminated processes, frees the shared memory
+    if not quiet:
+        reason = f"did not stop within {timeout:g} s" if worker.is_alive() else f"failed to stop ({errors[0]})"
+        warnings.warn(f"Lava runtime of {process.name} {reason}; its processes were terminated")
+
+
+def _terminate(actors: list[multiprocessing.Process]) -> None:
+    running = [actor for actor in actors if _alive(actor)]
+    for actor in running:
+        actor.terminate()
+    for actor in running:
+        multiprocessing.Process.join(actor, 2.0)
+        if actor.is_alive():
+            actor.kill()
+            multiprocessing.Process.join(actor)
+
+
+def _alive(actor: multiprocessing.Process) -> bool:
+    try:
+        return actor.is_alive()
+    except ValueError:  # Lava's own stop already joined and closed it
+        return False

@@ -108,16 +108,13 @@ def train_biograd(cfg: bg.BioGradConfig | None = None, data_spec: str = "mnist5k
         log(f"on chip: each epoch streams {len(data.y_train) * cfg.steps} training and {sleep_steps} sleep "
             "time steps through Lava's simulator (see the README for its speed; --limit, --sleep-batch and "
             "--sleep-steps shorten a run)")
-        trainer = LavaBioGrad(cfg, data.n_inputs, data.n_classes, params, updates=updates)
-    else:
-        trainer = BioGradEngine(cfg, data.n_inputs, data.n_classes, params, device=device, compile=compile)
-        trainer.updates = updates
-    try:
-        return _epochs(trainer, cfg, data, data_spec, limit, backend, run_dir, rng, start_epoch, history, device,
-                       progress, log)
-    finally:
-        if backend == "lava-sim":
-            trainer.close()
+        with LavaBioGrad(cfg, data.n_inputs, data.n_classes, params, updates=updates) as trainer:
+            return _epochs(trainer, cfg, data, data_spec, limit, backend, run_dir, rng, start_epoch, history, device,
+                           progress, log)
+    trainer = BioGradEngine(cfg, data.n_inputs, data.n_classes, params, device=device, compile=compile)
+    trainer.updates = updates
+    return _epochs(trainer, cfg, data, data_spec, limit, backend, run_dir, rng, start_epoch, history, device,
+                   progress, log)
 
 
 def _epochs(trainer, cfg, data, data_spec, limit, backend, run_dir, rng, start_epoch, history, device,
