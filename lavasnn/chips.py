@@ -200,6 +200,9 @@ def _quantity(path: Path, where: str, raw, dimension: str, sources: Mapping[str,
     for key in ("value", "unit", "source", "basis"):
         if key not in raw:
             raise _fail(path, where, f"missing '{key}'")
+    for key in ("unit", "source", "basis"):
+        if not isinstance(raw[key], str):
+            raise _fail(path, f"{where}.{key}", f"must be a string, got {raw[key]!r}")
     unit = raw["unit"]
     allowed = [u for u, (d, _) in UNITS.items() if d == dimension]
     if unit not in UNITS or UNITS[unit][0] != dimension:
@@ -224,8 +227,12 @@ def load_profile(path: str | Path) -> ChipProfile:
             doc = tomli.load(f)
     except FileNotFoundError:
         raise ProfileError(f"{path}: no such chip profile") from None
-    except tomli.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: not valid TOML: {e}") from None
+    except IsADirectoryError:
+        raise ProfileError(f"{path}: is a folder, not a chip profile file") from None
+    except (tomli.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{path}: not valid TOML (UTF-8 text): {e}") from None
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot be read: {e.strerror}") from None
     if doc.get("schema") != SCHEMA_VERSION:
         raise _fail(path, "schema", f"must be {SCHEMA_VERSION}, got {doc.get('schema')!r}")
     for key in ("name", "kind", "title"):
@@ -237,6 +244,9 @@ def load_profile(path: str | Path) -> ChipProfile:
     sources = doc.get("sources")
     if not isinstance(sources, dict) or not sources:
         raise _fail(path, "sources", "missing: name each paper or datasheet the figures come from")
+    for key, citation in sources.items():
+        if not isinstance(citation, str) or not citation.strip():
+            raise _fail(path, f"sources.{key}", f"must be the citation as text, got {citation!r}")
     extra = set(doc) - {"schema", "name", "kind", "title", "sources"} - set(SCHEMA[kind])
     if extra:
         raise _fail(path, sorted(extra)[0], f"unknown section for a {kind} profile (allowed: {', '.join(SCHEMA[kind])})")

@@ -63,6 +63,9 @@ def _broken(tmp_path, chips_dir, old, new, name="loihi1.toml"):
     ('cores_per_chip = {', 'cores_per_chipp = {', "resources.cores_per_chipp: unknown field"),
     ('value = 23.6,', 'value = "many",', "must be a number"),
     ('schema = 1', 'schema = 7', "schema: must be 1"),
+    ('unit = "pJ"', 'unit = ["pJ"]', "unit: must be a string"),
+    ('source = "davies2018"', 'source = ["davies2018"]', "source: must be a string"),
+    ('davies2018 = "', 'davies2018 = 5\nunused = "', "sources.davies2018: must be the citation as text"),
 ])
 def test_broken_profiles_name_file_and_field(tmp_path, chips_dir, old, new, expected):
     path = _broken(tmp_path, chips_dir, old, new)
@@ -88,6 +91,13 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_profile(bad)
     with pytest.raises(ProfileError, match="no such chip profile"):
         load_profile(tmp_path / "absent.toml")
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(ProfileError, match="not valid TOML"):
+        load_profile(latin1)
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(ProfileError, match="is a folder"):
+        load_profile(tmp_path / "folder.toml")
 
 
 def test_duplicate_names_and_unknown_chip(tmp_path, chips_dir):
