@@ -106,6 +106,9 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+BIOGRAD_EPOCHS = 15
+BIOGRAD_RUN_OPTIONS = ("data", "limit", "hidden", "batch", "steps", "error_start", "lr", "lr_decay", "seed", "no_sleep",
+                       "sleep_batch", "sleep_steps", "backend", "precision", "biograd_rule")
 PERTURB_DEFAULTS = {"task": "mexican-hat", "mode": "layerwise", "grad": "surrogate", "backend": "engine", "seed": 0}
 PERTURB_RUN_OPTIONS = (*PERTURB_DEFAULTS, "precision", "limit", "hidden", "lr", "batch", "input_lr_scale", "directions")
 
@@ -131,6 +134,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.resume is not None and args.out is not None:
+        raise UserError("--resume DIR continues the run in DIR; leave out --out")
     if args.rule == "perturb":
         from lavasnn.train.perturb import train_perturb
 
@@ -155,14 +160,21 @@ def _train(args: argparse.Namespace) -> int:
     from lavasnn.train.biograd import train_biograd
 
     if args.resume:
-        metrics = train_biograd(resume=args.resume, device=args.device, progress=not args.no_progress, log=_log)
+        given = ["--rule" if d == "biograd_rule" else f"--{d.replace('_', '-')}" for d in BIOGRAD_RUN_OPTIONS
+                 if getattr(args, d) != args.default_of(d)]
+        if given:
+            raise UserError(f"{', '.join(given)} set up a new run; a resumed run keeps its own "
+                            "(only --epochs and --device may change)")
+        metrics = train_biograd(resume=args.resume, device=args.device, progress=not args.no_progress, log=_log,
+                                epochs=args.epochs)
     else:
         if args.out is None:
             raise UserError("--out DIR is required (or --resume DIR to continue a run)")
         exact_engine = args.backend == "engine" and args.biograd_rule == "exact"
         precision = args.precision or ("float" if exact_engine else "fixed")
         cfg = BioGradConfig(hidden=tuple(args.hidden), steps=args.steps, error_start=args.error_start
-                            if args.error_start is not None else round(0.32 * args.steps), epochs=args.epochs,
+                            if args.error_start is not None else round(0.32 * args.steps),
+                            epochs=args.epochs or BIOGRAD_EPOCHS,
                             batch=args.batch, seed=args.seed, sleep=not args.no_sleep, lr=args.lr,
                             lr_decay=args.lr_decay,
                             sleep_batch=args.sleep_batch, sleep_steps=args.sleep_steps, precision=precision,
@@ -228,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=None,
                    help="at most this many samples per split, classes balanced (quick runs, lava-sim)")
     p.add_argument("--hidden", type=_int_list, default=[500, 100], help="hidden sizes, e.g. 500,100")
-    p.add_argument("--epochs", type=_positive_int, default=15,
-                   help="default 15, the budget of bench/bench_biograd.py")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help=f"default {BIOGRAD_EPOCHS}, the budget of bench/bench_biograd.py")
     p.add_argument("--batch", type=_positive_int, default=None,
                    help="samples per weight update and sleep phase (default 32; 128 with --rule loihi2)")
     p.add_argument("--steps", type=_positive_int, default=50, help="time steps per sample")
@@ -252,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder for metrics.json, history.json, checkpoint.h5")
     p.add_argument("--resume", help="continue the run in this folder")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, default_of=p.get_default)
 
     p = rules.add_parser("perturb", help="randomized forward-mode gradients (Wan, Zhang, Karniadakis 2024)")
     p.add_argument("--task", default=None, help="mexican-hat | poisson | reaction-diffusion | npz:FILE (default mexican-hat)")

@@ -2,12 +2,14 @@
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
 from lavasnn.cli import main
 from lavasnn.crosscheck import crosscheck_biograd
+from lavasnn.data.classification import load_dataset
 from lavasnn.engine.biograd import BioGradEngine
 from lavasnn.errors import UserError
 from lavasnn.learning import biograd as bg
@@ -130,6 +132,48 @@ def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path, precision)
     for key in full:
         for a, b in zip(full[key], cut[key]):
             assert np.array_equal(a, b)
+
+
+def test_resume_takes_more_epochs_and_refuses_new_settings(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "biograd", "--data", "digits", "--limit", "20", "--hidden", "8", "--epochs", "1",
+                 "--sleep-batch", "4", "--sleep-steps", "5", "--steps", "10", "--no-progress", "--out", str(run)]) == 0
+    capsys.readouterr()
+    for option in (["--lr", "0.5"], ["--hidden", "4"], ["--rule", "loihi2"], ["--out", str(tmp_path / "b")]):
+        assert main(["train", "biograd", "--resume", str(run), "--epochs", "2", *option]) == 2
+        err = capsys.readouterr().err
+        assert option[0] in err and err.count("\n") == 1
+    assert runs.load_checkpoint(run)[1]["epoch"] == 1  # nothing ran
+    assert main(["train", "biograd", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert runs.load_checkpoint(run)[1]["epoch"] == 2
+
+
+@pytest.mark.parametrize("device, backend, message", [("tpu9", "engine", "not a torch device"),
+                                                      ("meta", "engine", "cpu or cuda"),
+                                                      ("cuda", "engine", "no usable CUDA GPU"),
+                                                      ("cuda", "lava-sim", "applies to the engine backend")])
+def test_device_is_checked_before_anything_is_written(tmp_path, device, backend, message):
+    if message == "no usable CUDA GPU" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match=message):
+        train_biograd(bg.BioGradConfig(**SMALL), "digits", tmp_path / "run", backend=backend, device=device,
+                      progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_path_is_kept_absolute_and_foreign_hdf5_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    d = load_dataset("digits", limit=20)
+    np.savez("small.npz", x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
+    cfg = bg.BioGradConfig(**{**SMALL, "epochs": 1})
+    train_biograd(cfg, "npz:small.npz", "run", progress=False, log=lambda s: None, compile=False)
+    assert runs.load_checkpoint("run")[1]["data"] == f"npz:{tmp_path / 'small.npz'}"
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f.create_group("layer").create_group("0")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign.h5").rename(tmp_path / "foreign" / "checkpoint.h5")
+    with pytest.raises(UserError, match="not a readable lavasnn checkpoint|not a lavasnn checkpoint"):
+        train_biograd(resume=tmp_path / "foreign", progress=False)
 
 
 def test_cli_train_errors_are_one_line(tmp_path, capsys):

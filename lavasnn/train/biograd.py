@@ -62,14 +62,29 @@ def evaluate(engine: BioGradEngine, data, steps: int, seed: int, epoch: int) -> 
     return correct / len(data.y_test)
 
 
+def check_device(device: str, backend: str) -> None:
+    """Raise UserError unless ``backend`` can compute on ``device`` here."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {device!r} is not a torch device; use cpu or cuda (cuda:N)") from None
+    if kind not in ("cpu", "cuda"):
+        raise UserError(f"--device {device}: lavasnn computes on cpu or cuda, not {kind}")
+    if kind != "cpu" and backend != "engine":
+        raise UserError(f"--device {device} applies to the engine backend; {backend} runs on the CPU")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: torch finds no usable CUDA GPU here; use --device cpu")
+
+
 def train_biograd(cfg: bg.BioGradConfig | None = None, data_spec: str = "mnist5k", out: str | Path | None = None,
                   backend: str = "engine", resume: str | Path | None = None, device: str = "cpu",
                   limit: int | None = None,
                   compile: bool | None = None, progress: bool = True,
-                  log: Callable[[str], None] = print) -> dict:
+                  log: Callable[[str], None] = print, epochs: int | None = None) -> dict:
     """Train BioGrad and return the metrics written to ``<run>/metrics.json``.
 
-    ``limit`` keeps at most that many samples per split (classes balanced), for quick runs.
+    ``limit`` keeps at most that many samples per split (classes balanced), for quick runs;
+    ``epochs`` replaces a resumed run's number of epochs.
     """
     if backend not in BACKENDS:
         raise UserError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
@@ -77,8 +92,10 @@ def train_biograd(cfg: bg.BioGradConfig | None = None, data_spec: str = "mnist5k
         arrays, attrs = runs.load_checkpoint(resume)
         if attrs.get("algorithm") != "biograd":
             raise UserError(f"{resume} holds a {attrs.get('algorithm')!r} run, not a BioGrad run")
-        cfg = bg.BioGradConfig(**{**attrs["config"], "hidden": tuple(attrs["config"]["hidden"])})
+        cfg = bg.BioGradConfig(**{**attrs["config"], "hidden": tuple(attrs["config"]["hidden"]),
+                                  **({"epochs": epochs} if epochs else {})})
         data_spec, backend, limit = attrs["data"], attrs["backend"], attrs["limit"]
+        check_device(device, backend)
         run_dir, params = Path(resume), arrays
         rng = np.random.default_rng()
         rng.bit_generator.state = attrs["rng_state"]
@@ -94,6 +111,8 @@ def train_biograd(cfg: bg.BioGradConfig | None = None, data_spec: str = "mnist5k
         if cfg.lr_decay != 1.0 and backend != "engine":
             raise UserError(f"lr_decay = {cfg.lr_decay} trains with backend 'engine' only: the Lava processes take "
                             "one fixed lr (use lr_decay 1 with lava-sim)")
+        check_device(device, backend)
+        data_spec = runs.absolute_data_path(data_spec)  # the checkpoint keeps it: --resume works from any folder
         data = load_dataset(data_spec, limit=limit)
         run_dir = runs.new_run_dir(out)
         rng = np.random.default_rng(cfg.seed)

@@ -404,8 +404,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         raise UserError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
     if mode == "weight" and grad != "surrogate" and resume is None:
         raise UserError("weight perturbation needs no spike derivative; leave --grad at surrogate")
-    if task.startswith("npz:"):  # the checkpoint keeps the file's absolute path: --resume works from anywhere
-        task = f"npz:{Path(task[4:]).resolve()}"
+    task = runs.absolute_data_path(task)  # the checkpoint keeps it: --resume works from any folder
     if precision not in (None, *PRECISIONS):
         raise UserError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
     if backend == "lava-sim" and precision == "float":

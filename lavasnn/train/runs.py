@@ -93,6 +93,15 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, list[np.ndarray]], d
         with h5py.File(path, "r") as f:
             arrays = {g: [f[g][str(i)][()] for i in range(len(f[g]))] for g in f.keys()}
             attrs = {k: json.loads(v) for k, v in f.attrs.items()}
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as e:
         raise UserError(f"{path} is not a readable lavasnn checkpoint: {e}") from None
+    if "algorithm" not in attrs:
+        raise UserError(f"{path} is an HDF5 file but not a lavasnn checkpoint (it names no training algorithm)")
     return arrays, attrs
+
+
+def absolute_data_path(spec: str) -> str:
+    """``KIND:PATH`` (mnist:, nmnist:, npz:) with PATH made absolute, so that a checkpoint that
+    stores the spec can be resumed from any folder; other specs unchanged."""
+    kind, sep, path = spec.partition(":")
+    return f"{kind}:{Path(path).resolve()}" if sep and kind in ("mnist", "nmnist", "npz") and path else spec
