@@ -75,9 +75,28 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+CROSSCHECK_OPTIONS = {"neurons": {"steps"}, "loihi2": {"steps"}, "biograd": {"samples", "precision", "no_sleep"},
+                      "perturb": {"samples", "mode", "grad", "directions"}}
+
+
+def _exercised(what: str, report: dict) -> bool:
+    """Whether the run had anything to compare: spikes, and for the learning checks changed weights."""
+    if what == "neurons":
+        return sum(report["activity"].values()) > 0
+    if what == "loihi2":
+        return report["activity"]["spikes"] > 0 and report["activity"]["weight_changes"] > 0
+    return report["weights_changed"] > 0
+
+
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     from lavasnn import crosscheck
 
+    unused = sorted(set().union(*CROSSCHECK_OPTIONS.values()) - CROSSCHECK_OPTIONS[args.what])
+    given = [f"--{d.replace('_', '-')}" for d in unused if getattr(args, d) != args.default_of(d)]
+    if given:
+        raise UserError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to crosscheck {args.what} "
+                        f"(it takes {', '.join('--' + d.replace('_', '-') for d in sorted(CROSSCHECK_OPTIONS[args.what]))}, "
+                        "--seed, --json)")
     if args.what == "neurons":
         report = crosscheck.crosscheck_neurons(steps_=args.steps, seed=args.seed)
         keys = ("spike_mismatches", "state_mismatches", "stock_lif_mismatches")
@@ -94,7 +113,8 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         report = crosscheck.crosscheck_biograd(samples=args.samples or 8, seed=args.seed, precision=args.precision,
                                                sleep=not args.no_sleep)
         keys = ("weight_mismatches", "prediction_mismatches")
-    ok = all(report[k] == 0 for k in keys)
+    equal, exercised = all(report[k] == 0 for k in keys), _exercised(args.what, report)
+    report["exercised"] = exercised
     if args.json:
         print(json.dumps(report))
     else:
@@ -102,8 +122,9 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         for k, v in report.items():
             if k != "per_step":
                 print(f"  {k}: {v}")
-        print("ok" if ok else "MISMATCH")
-    return 0 if ok else 1
+        print("MISMATCH" if not equal else "ok" if exercised else
+              "NOTHING TESTED: no spikes or no weight changes in this run; give it more --steps or --samples")
+    return 0 if equal and exercised else 1
 
 
 BIOGRAD_EPOCHS = 15
@@ -228,8 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sleep", action="store_true", help="biograd only")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true",
-                   help="print JSON (keys: steps, spike_mismatches, state_mismatches, max_abs_state_diff, ...)")
-    p.set_defaults(func=cmd_crosscheck)
+                   help="print JSON (keys: steps, spike_mismatches, state_mismatches, max_abs_state_diff, ..., "
+                        "exercised: whether the run had spikes and weight changes to compare)")
+    p.set_defaults(func=cmd_crosscheck, default_of=p.get_default)
 
     train = sub.add_parser("train", help="train a network with an on-chip learning rule")
     rules = train.add_subparsers(dest="rule", metavar="RULE")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from lavasnn.cli import main
 from lavasnn.train import runs
@@ -165,3 +166,17 @@ def test_cli_train_perturb_directions(tmp_path, capsys):
     assert main(["train", "perturb", "--resume", str(fixed), "--epochs", "2", "--no-progress"]) == 0
     metrics = json.loads((fixed / "metrics.json").read_text())
     assert metrics["directions"] == 2 and metrics["epochs"] == 2
+
+
+@pytest.mark.lava
+def test_crosscheck_that_compared_nothing_fails(capsys):
+    assert main(["crosscheck", "neurons", "--steps", "1"]) == 1  # no neuron spikes in one step
+    out = capsys.readouterr().out
+    assert "spike_mismatches: 0" in out and "NOTHING TESTED" in out
+
+
+def test_crosscheck_refuses_options_of_other_checks(capsys):
+    assert main(["crosscheck", "neurons", "--precision", "float", "--samples", "3"]) == 2
+    assert "--precision, --samples do not apply to crosscheck neurons" in capsys.readouterr().err
+    assert main(["crosscheck", "biograd", "--steps", "5"]) == 2
+    assert "--steps does not apply to crosscheck biograd" in capsys.readouterr().err

@@ -178,26 +178,30 @@ def _nmnist_sim(name: str, seed: int, limit: int | None) -> Dataset:
                    f"simulated DVS, {dvs_sim.DVSParams()}, seed {seed}")
 
 
-def _npz(name: str, path: Path, limit: int | None) -> Dataset:
-    """User arrays. Inputs must be finite and >= 0; if max(x_train) > 1 both splits are
-    divided by it (said in ``note``), and test values still above 1 spike every step."""
-    keys = ("x_train", "y_train", "x_test", "y_test")
+def read_npz_arrays(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an .npz archive (``numpy.savez``), or a DataError naming what is wrong."""
     unreadable = f"cannot read {path} as an .npz archive of arrays {', '.join(keys)}"
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{unreadable}: {err}") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        reason = "it is not an .npz (zip) archive" if "pickle" in str(err) else err
+        raise DataError(f"{unreadable}: {reason}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{unreadable}: it holds a single array")
+        raise DataError(f"{unreadable}: it holds a single array (an .npy file)")
     with archive:
+        missing = [k for k in keys if k not in archive.files]
+        if missing:
+            raise DataError(f"{path} lacks {', '.join(missing)}; the file must hold {', '.join(keys)}")
         try:
-            arrays = {k: archive[k] for k in keys if k in archive.files}
+            return {k: archive[k] for k in keys}
         except (OSError, ValueError, zipfile.BadZipFile) as err:
             raise DataError(f"{unreadable}: {err}") from None
-    missing = [k for k in keys if k not in arrays]
-    if missing:
-        raise DataError(f"{path} lacks {', '.join(missing)}; an npz data file must hold "
-                        f"{', '.join(keys)}")
+
+
+def _npz(name: str, path: Path, limit: int | None) -> Dataset:
+    """User arrays. Inputs must be finite and >= 0; if max(x_train) > 1 both splits are
+    divided by it (said in ``note``), and test values still above 1 spike every step."""
+    arrays = read_npz_arrays(path, ("x_train", "y_train", "x_test", "y_test"))
     xs, ys = {}, {}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import time
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -35,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from lavasnn.data import sciml
+from lavasnn.data.classification import read_npz_arrays
 from lavasnn.engine.perturb import PerturbConfig, PerturbEngine
 from lavasnn.errors import UserError
 from lavasnn.learning import perturb as pt
@@ -229,18 +229,7 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
 def load_npz(path: str) -> sciml.RegressionData:
     """Regression data from an .npz with x_train, y_train, x_test, y_test (2-D, real, finite in
     float32, at least one column; y_test not all zero, since errors are relative to it)."""
-    keys = ("x_train", "y_train", "x_test", "y_test")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in keys if k not in f.files]
-            if missing:
-                raise UserError(f"{path} lacks {', '.join(missing)}; an npz task needs arrays {', '.join(keys)}")
-            arrays = {k: np.asarray(f[k]) for k in keys}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise UserError(f"{path} is not a readable .npz file of numeric arrays: {e}") from None
-    except AttributeError:  # np.load gave one array: an .npy file
-        raise UserError(f"{path} is a single .npy array; an npz task needs an .npz file (numpy.savez) "
-                        f"with arrays {', '.join(keys)}") from None
+    arrays = read_npz_arrays(path, ("x_train", "y_train", "x_test", "y_test"))
     for k, a in arrays.items():
         if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
             raise UserError(f"{path}: {k} has dtype {a.dtype}; arrays must be real numbers")
