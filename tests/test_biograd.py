@@ -181,6 +181,8 @@ def test_cli_train_errors_are_one_line(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["train", "biograd", "--resume", str(tmp_path)]) == 2
     assert "no checkpoint.h5" in capsys.readouterr().err
+    assert main(["train", "biograd", "--steps", "1", "--out", str(tmp_path / "r")]) == 2
+    assert "at least 2 time steps" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "biograd", "--hidden", "0", "--out", str(tmp_path / "r")])
 

@@ -123,6 +123,9 @@ class BioGradConfig:
         for name in ("steps", "batch", "epochs", "sleep_steps", "sleep_batch"):
             if int(getattr(self, name)) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.steps < 2:
+            raise UserError(f"steps = {self.steps}: a sample needs at least 2 time steps (the error is fed back "
+                            "from step error_start on and the update follows at the last step)")
         if not 0 <= self.error_start < self.steps - 1:
             raise UserError(f"error_start = {self.error_start} must lie in [0, steps - 2] = [0, {self.steps - 2}]")
         for name in ("decay",):
