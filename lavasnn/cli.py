@@ -75,6 +75,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+CROSSCHECK_DEFAULTS = {"steps": 50, "mode": "layerwise", "grad": "surrogate", "directions": 1, "precision": "fixed"}
 CROSSCHECK_OPTIONS = {"neurons": {"steps"}, "loihi2": {"steps"}, "biograd": {"samples", "precision", "no_sleep"},
                       "perturb": {"samples", "mode", "grad", "directions"}}
 
@@ -91,12 +92,12 @@ def _exercised(what: str, report: dict) -> bool:
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     from lavasnn import crosscheck
 
-    unused = sorted(set().union(*CROSSCHECK_OPTIONS.values()) - CROSSCHECK_OPTIONS[args.what])
-    given = [f"--{d.replace('_', '-')}" for d in unused if getattr(args, d) != args.default_of(d)]
+    given = _given(args, sorted(set().union(*CROSSCHECK_OPTIONS.values()) - CROSSCHECK_OPTIONS[args.what]))
     if given:
         raise UserError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to crosscheck {args.what} "
                         f"(it takes {', '.join('--' + d.replace('_', '-') for d in sorted(CROSSCHECK_OPTIONS[args.what]))}, "
                         "--seed, --json)")
+    _fill_defaults(args, CROSSCHECK_DEFAULTS)
     if args.what == "neurons":
         report = crosscheck.crosscheck_neurons(steps_=args.steps, seed=args.seed)
         keys = ("spike_mismatches", "state_mismatches", "stock_lif_mismatches")
@@ -128,10 +129,26 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
 
 BIOGRAD_EPOCHS = 15
+BIOGRAD_DEFAULTS = {"data": "mnist5k", "hidden": [500, 100], "epochs": BIOGRAD_EPOCHS, "steps": 50, "lr": 1e-3,
+                    "lr_decay": 1.0, "seed": 0, "sleep_batch": 128, "sleep_steps": 50, "backend": "engine",
+                    "biograd_rule": "exact"}
 BIOGRAD_RUN_OPTIONS = ("data", "limit", "hidden", "batch", "steps", "error_start", "lr", "lr_decay", "seed", "no_sleep",
                        "sleep_batch", "sleep_steps", "backend", "precision", "biograd_rule")
 PERTURB_DEFAULTS = {"task": "mexican-hat", "mode": "layerwise", "grad": "surrogate", "backend": "engine", "seed": 0}
 PERTURB_RUN_OPTIONS = (*PERTURB_DEFAULTS, "precision", "limit", "hidden", "lr", "batch", "input_lr_scale", "directions")
+
+
+def _given(args: argparse.Namespace, options) -> list[str]:
+    """The options of ``options`` (dest names) set on the command line: their defaults are None
+    (or False for flags), so a value equal to the documented default still counts as given."""
+    return ["--rule" if d == "biograd_rule" else f"--{d.replace('_', '-')}" for d in options
+            if getattr(args, d) not in (None, False)]
+
+
+def _fill_defaults(args: argparse.Namespace, defaults: dict) -> None:
+    for dest, value in defaults.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
 
 
 def _log(line: str) -> None:
@@ -164,14 +181,13 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError("--out DIR is required (or --resume DIR to continue a run)")
         overrides = {k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("input_lr_scale", args.input_lr_scale),
                                         ("directions", args.directions)) if v is not None}
-        if args.resume is not None:
-            given = [f"--{k.replace('_', '-')}" for k in PERTURB_RUN_OPTIONS if getattr(args, k) is not None]
-            if given:
-                raise UserError(f"{', '.join(given)} set up a new run; a resumed run keeps its own "
-                                "(only --epochs may change)")
-        defaults = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in PERTURB_DEFAULTS.items()}
-        metrics = train_perturb(defaults["task"], defaults["mode"], defaults["grad"], defaults["backend"], args.out,
-                                args.epochs, defaults["seed"], resume=args.resume, progress=not args.no_progress,
+        given = _given(args, PERTURB_RUN_OPTIONS) if args.resume is not None else []
+        if given:
+            raise UserError(f"{', '.join(given)} set up a new run; a resumed run keeps its own "
+                            "(only --epochs may change)")
+        _fill_defaults(args, PERTURB_DEFAULTS)
+        metrics = train_perturb(args.task, args.mode, args.grad, args.backend, args.out,
+                                args.epochs, args.seed, resume=args.resume, progress=not args.no_progress,
                                 precision=args.precision, limit=args.limit, overrides=overrides,
                                 hidden=tuple(args.hidden) if args.hidden else None, log=_log)
         print(json.dumps(metrics))
@@ -181,8 +197,7 @@ def _train(args: argparse.Namespace) -> int:
     from lavasnn.train.biograd import train_biograd
 
     if args.resume:
-        given = ["--rule" if d == "biograd_rule" else f"--{d.replace('_', '-')}" for d in BIOGRAD_RUN_OPTIONS
-                 if getattr(args, d) != args.default_of(d)]
+        given = _given(args, BIOGRAD_RUN_OPTIONS)
         if given:
             raise UserError(f"{', '.join(given)} set up a new run; a resumed run keeps its own "
                             "(only --epochs and --device may change)")
@@ -191,11 +206,12 @@ def _train(args: argparse.Namespace) -> int:
     else:
         if args.out is None:
             raise UserError("--out DIR is required (or --resume DIR to continue a run)")
+        _fill_defaults(args, BIOGRAD_DEFAULTS)
         exact_engine = args.backend == "engine" and args.biograd_rule == "exact"
         precision = args.precision or ("float" if exact_engine else "fixed")
         cfg = BioGradConfig(hidden=tuple(args.hidden), steps=args.steps, error_start=args.error_start
                             if args.error_start is not None else round(0.32 * args.steps),
-                            epochs=args.epochs or BIOGRAD_EPOCHS,
+                            epochs=args.epochs,
                             batch=args.batch, seed=args.seed, sleep=not args.no_sleep, lr=args.lr,
                             lr_decay=args.lr_decay,
                             sleep_batch=args.sleep_batch, sleep_steps=args.sleep_steps, precision=precision,
@@ -235,58 +251,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neurons: MC-LIF, trace synapses, error neurons; loihi2: the learning-engine trace "
                         "variant; biograd: on-chip BioGrad training (final weights); perturb: on-chip "
                         "forward-gradient training (final weights)")
-    p.add_argument("--steps", type=_positive_int, default=50,
-                   help="neurons / loihi2: time steps (biograd and perturb run their own schedules)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="neurons / loihi2: time steps (default 50; biograd and perturb run their own schedules)")
     p.add_argument("--samples", type=_positive_int, default=None,
                    help="biograd / perturb: training samples (default 8 / 24)")
-    p.add_argument("--mode", choices=["global", "layerwise", "activity", "weight"], default="layerwise",
-                   help="perturb only")
-    p.add_argument("--grad", choices=["surrogate", "stein"], default="surrogate",
-                   help="perturb only: the spike's derivative, surrogate table or Stein's estimate")
-    p.add_argument("--directions", type=_positive_int, default=1,
-                   help="perturb only: independent draws per update (not with --mode weight)")
-    p.add_argument("--precision", choices=["fixed", "float"], default="fixed", help="biograd only")
+    p.add_argument("--mode", choices=["global", "layerwise", "activity", "weight"], default=None,
+                   help="perturb only (default layerwise)")
+    p.add_argument("--grad", choices=["surrogate", "stein"], default=None,
+                   help="perturb only: the spike's derivative, surrogate table (default) or Stein's estimate")
+    p.add_argument("--directions", type=_positive_int, default=None,
+                   help="perturb only: independent draws per update (default 1; not with --mode weight)")
+    p.add_argument("--precision", choices=["fixed", "float"], default=None, help="biograd only (default fixed)")
     p.add_argument("--no-sleep", action="store_true", help="biograd only")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys: steps, spike_mismatches, state_mismatches, max_abs_state_diff, ..., "
                         "exercised: whether the run had spikes and weight changes to compare)")
-    p.set_defaults(func=cmd_crosscheck, default_of=p.get_default)
+    p.set_defaults(func=cmd_crosscheck)
 
     train = sub.add_parser("train", help="train a network with an on-chip learning rule")
     rules = train.add_subparsers(dest="rule", metavar="RULE")
     rules.required = True
     p = rules.add_parser("biograd", help="BioGrad (Tang et al. 2021): eligibility traces, error feedback, sleep")
-    p.add_argument("--data", default="mnist5k",
+    p.add_argument("--data", default=None,
                    help="mnist5k | digits | mnist:DIR | nmnist:DIR | nmnist-sim | npz:FILE (default mnist5k)")
     p.add_argument("--limit", type=_positive_int, default=None,
                    help="at most this many samples per split, classes balanced (quick runs, lava-sim)")
-    p.add_argument("--hidden", type=_int_list, default=[500, 100], help="hidden sizes, e.g. 500,100")
+    p.add_argument("--hidden", type=_int_list, default=None, help="hidden sizes, e.g. 500,100 (default 500,100)")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help=f"default {BIOGRAD_EPOCHS}, the budget of bench/bench_biograd.py")
     p.add_argument("--batch", type=_positive_int, default=None,
                    help="samples per weight update and sleep phase (default 32; 128 with --rule loihi2)")
-    p.add_argument("--steps", type=_positive_int, default=50, help="time steps per sample")
+    p.add_argument("--steps", type=_positive_int, default=None, help="time steps per sample (default 50)")
     p.add_argument("--error-start", type=int, default=None, help="first step of error feedback (default 0.32 T)")
-    p.add_argument("--lr", type=_positive_float, default=1e-3)
-    p.add_argument("--lr-decay", type=float, default=1.0,
+    p.add_argument("--lr", type=_positive_float, default=None, help="default 1e-3")
+    p.add_argument("--lr-decay", type=float, default=None,
                    help="per-epoch lr factor in (0, 1]: epoch e (from 0) uses lr * lr_decay^e "
                         "(engine backend, rule exact; default 1: constant lr)")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=_seed, default=None, help="default 0")
     p.add_argument("--no-sleep", action="store_true", help="skip the sleep phase (feedback weights stay fixed)")
-    p.add_argument("--sleep-batch", type=_positive_int, default=128, help="noise samples per sleep phase")
-    p.add_argument("--sleep-steps", type=_positive_int, default=50, help="time steps per sleep sample")
-    p.add_argument("--backend", choices=["engine", "lava-sim"], default="engine")
+    p.add_argument("--sleep-batch", type=_positive_int, default=None, help="noise samples per sleep phase (default 128)")
+    p.add_argument("--sleep-steps", type=_positive_int, default=None, help="time steps per sleep sample (default 50)")
+    p.add_argument("--backend", choices=["engine", "lava-sim"], default=None, help="default engine")
     p.add_argument("--precision", choices=["fixed", "float"], default=None,
                    help="default: float for engine with --rule exact, else fixed")
-    p.add_argument("--rule", dest="biograd_rule", choices=["exact", "loihi2"], default="exact",
-                   help="exact: BioGrad's traces and update; loihi2: the update Loihi 2's learning engine "
+    p.add_argument("--rule", dest="biograd_rule", choices=["exact", "loihi2"], default=None,
+                   help="exact (default): BioGrad's traces and update; loihi2: the update Loihi 2's learning engine "
                         "can run (fixed point, engine backend)")
     p.add_argument("--device", default="cpu", help="engine only: cpu or cuda")
     p.add_argument("--out", help="run folder for metrics.json, history.json, checkpoint.h5")
     p.add_argument("--resume", help="continue the run in this folder")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train, default_of=p.get_default)
+    p.set_defaults(func=cmd_train)
 
     p = rules.add_parser("perturb", help="randomized forward-mode gradients (Wan, Zhang, Karniadakis 2024)")
     p.add_argument("--task", default=None, help="mexican-hat | poisson | reaction-diffusion | npz:FILE (default mexican-hat)")

@@ -139,7 +139,8 @@ def test_resume_takes_more_epochs_and_refuses_new_settings(tmp_path, capsys):
     assert main(["train", "biograd", "--data", "digits", "--limit", "20", "--hidden", "8", "--epochs", "1",
                  "--sleep-batch", "4", "--sleep-steps", "5", "--steps", "10", "--no-progress", "--out", str(run)]) == 0
     capsys.readouterr()
-    for option in (["--lr", "0.5"], ["--hidden", "4"], ["--rule", "loihi2"], ["--out", str(tmp_path / "b")]):
+    for option in (["--lr", "0.5"], ["--hidden", "4"], ["--rule", "loihi2"], ["--out", str(tmp_path / "b")],
+                   ["--steps", "50"], ["--lr", "0.001"], ["--data", "mnist5k"]):  # also values equal to the defaults
         assert main(["train", "biograd", "--resume", str(run), "--epochs", "2", *option]) == 2
         err = capsys.readouterr().err
         assert option[0] in err and err.count("\n") == 1
@@ -163,11 +164,13 @@ def test_device_is_checked_before_anything_is_written(tmp_path, device, backend,
 
 def test_data_path_is_kept_absolute_and_foreign_hdf5_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
     d = load_dataset("digits", limit=20)
     np.savez("small.npz", x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
     cfg = bg.BioGradConfig(**{**SMALL, "epochs": 1})
-    train_biograd(cfg, "npz:small.npz", "run", progress=False, log=lambda s: None, compile=False)
-    assert runs.load_checkpoint("run")[1]["data"] == f"npz:{tmp_path / 'small.npz'}"
+    for spec, out in (("npz:small.npz", "run"), ("npz:~/small.npz", "run_home")):
+        train_biograd(cfg, spec, out, progress=False, log=lambda s: None, compile=False)
+        assert runs.load_checkpoint(out)[1]["data"] == f"npz:{tmp_path / 'small.npz'}"
     with h5py.File(tmp_path / "foreign.h5", "w") as f:
         f.create_group("layer").create_group("0")
     (tmp_path / "foreign").mkdir()

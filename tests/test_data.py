@@ -248,6 +248,14 @@ def test_npz_missing_keys_and_unreadable(tmp_path: Path) -> None:
              x_test=np.zeros((1, 1)), y_test=np.zeros(1, int))
     with pytest.raises(DataError, match="cannot read .*obj.npz"):
         load_dataset(f"npz:{tmp_path / 'obj.npz'}")
+    arrays = dict(x_train=np.random.default_rng(0).random((50, 40)), y_train=np.zeros(50, int),
+                  x_test=np.zeros((2, 40)), y_test=np.zeros(2, int))
+    np.savez_compressed(tmp_path / "packed.npz", **arrays)
+    raw = bytearray((tmp_path / "packed.npz").read_bytes())
+    raw[200:400] = bytes(200)  # damage the compressed x_train stream, keep the zip directory
+    (tmp_path / "packed.npz").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="cannot read .*packed.npz"):
+        load_dataset(f"npz:{tmp_path / 'packed.npz'}")
 
 
 # ---------------------------------------------------------------- specs, splits, encoding

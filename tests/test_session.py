@@ -35,19 +35,25 @@ def test_only_processes_forked_in_a_session_ignore_sigint():
     assert not child_ignores_sigint()
 
 
-class StuckRuntime:
-    """Stands for a Lava process whose runtime's stop never returns, with one live worker."""
+def sleeper() -> multiprocessing.Process:
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    worker.start()
+    return worker
 
-    def __init__(self) -> None:
+
+class StuckRuntime:
+    """Stands for a Lava process whose runtime has one live worker and either started but never
+    returns from its stop, or never finished starting (Ctrl-C during start-up)."""
+
+    def __init__(self, started: bool) -> None:
         self.name = "stuck"
         self.freed = False
-        worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
-        worker.start()
+        self.worker = sleeper()
         runtime = type("Runtime", (), {})()
-        runtime._is_started = True
-        runtime._messaging_infrastructure = type("Infrastructure", (), {"actors": [worker],
+        runtime._is_started = started
+        runtime._messaging_infrastructure = type("Infrastructure", (), {"actors": [self.worker],
                                                                         "stop": lambda _: setattr(self, "freed", True)})()
-        self.runtime, self.worker = runtime, worker
+        self.runtime = runtime
 
     def stop(self) -> None:
         time.sleep(60)
@@ -55,7 +61,7 @@ class StuckRuntime:
 
 @pytest.mark.parametrize("failed", [False, True])
 def test_a_runtime_that_does_not_stop_has_its_processes_terminated(failed):
-    process = StuckRuntime()
+    process = StuckRuntime(started=True)
     session = LavaSession(process, stop_timeout=0.2)
     if failed:
         session.close(failed=True)  # after an error: no warning, the error says enough
@@ -63,3 +69,15 @@ def test_a_runtime_that_does_not_stop_has_its_processes_terminated(failed):
         with pytest.warns(UserWarning, match="did not stop within 0.2 s; its processes were terminated"):
             session.close()
     assert not process.worker.is_alive() and process.freed
+
+
+def test_a_runtime_interrupted_while_starting_is_taken_down_with_all_it_forked():
+    unrelated = sleeper()  # forked before the session and not the runtime's: left alone
+    process = StuckRuntime(started=False)
+    session = LavaSession(process)
+    half_started_manager = sleeper()  # forked in the session but not one of the runtime's actors
+    session.close(failed=True)
+    assert not process.worker.is_alive() and process.freed and not half_started_manager.is_alive()
+    assert unrelated.is_alive()
+    unrelated.terminate()
+    unrelated.join()

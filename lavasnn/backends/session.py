@@ -44,6 +44,7 @@ class LavaSession:
     def __init__(self, process, stop_timeout: float = STOP_TIMEOUT) -> None:
         global _open_sessions
         self.process, self.stop_timeout = process, stop_timeout
+        self._children_before = set(multiprocessing.active_children())
         self._open = True
         _open_sessions += 1
 
@@ -54,8 +55,8 @@ class LavaSession:
             return
         self._open = False
         _open_sessions -= 1
-        _stop(self.process, min(self.stop_timeout, STOP_TIMEOUT_AFTER_ERROR) if failed else self.stop_timeout,
-              quiet=failed)
+        timeout = min(self.stop_timeout, STOP_TIMEOUT_AFTER_ERROR) if failed else self.stop_timeout
+        _stop(self.process, timeout, failed, self._children_before)
 
 
 @contextlib.contextmanager
@@ -70,46 +71,61 @@ def lava_session(process, stop_timeout: float = STOP_TIMEOUT) -> Iterator:
         session.close(failed)
 
 
-def _stop(process, timeout: float, quiet: bool = False) -> None:
+def _stop(process, timeout: float, quiet: bool, children_before: set) -> None:
+    """Lava's own stop for a started runtime; if it fails or hangs, or the runtime never finished
+    starting (an error or Ctrl-C during start-up), terminate its processes, free its shared memory
+    and terminate whatever else the session forked (a half-started shared-memory manager)."""
     runtime = getattr(process, "runtime", None)
+    if getattr(runtime, "_is_started", False):
+        problem = _stop_within(process, timeout)
+        if problem is None:
+            return
+        if not quiet:
+            warnings.warn(f"Lava runtime of {process.name} {problem}; its processes were terminated")
     infrastructure = getattr(runtime, "_messaging_infrastructure", None)
-    actors = list(getattr(infrastructure, "actors", []))
-    if runtime is None or not (getattr(runtime, "_is_started", False) or actors):
-        return
+    _terminate(list(getattr(infrastructure, "actors", [])))
+    if infrastructure is not None:
+        with contextlib.suppress(Exception):
+            infrastructure.stop()  # joins the terminated processes, frees the shared memory
+        with contextlib.suppress(Exception):
+            infrastructure.smm.shutdown()  # in case stop() failed before it (a no-op after it)
+    _terminate([child for child in multiprocessing.active_children() if child not in children_before])
+
+
+def _stop_within(process, timeout: float) -> str | None:
+    """Run ``process.stop()`` for at most ``timeout`` seconds; None if it stopped, else why not."""
     errors: list[BaseException] = []
 
     def stop() -> None:
         try:
             process.stop()
-        except Exception as e:  # noqa: BLE001 -- reported below, then the processes are terminated
+        except Exception as e:  # noqa: BLE001 -- reported to the caller, which terminates the processes
             errors.append(e)
 
     worker = threading.Thread(target=stop, daemon=True)
     worker.start()
     worker.join(timeout)
-    if not worker.is_alive() and not errors:
-        return
-    _terminate(actors)
-    with contextlib.suppress(Exception):
-        infrastructure.stop()  # joins the terminated processes, frees the shared memory
-    if not quiet:
-        reason = f"did not stop within {timeout:g} s" if worker.is_alive() else f"failed to stop ({errors[0]})"
-        warnings.warn(f"Lava runtime of {process.name} {reason}; its processes were terminated")
+    if worker.is_alive():
+        return f"did not stop within {timeout:g} s"
+    return f"failed to stop ({errors[0]})" if errors else None
 
 
-def _terminate(actors: list[multiprocessing.Process]) -> None:
-    running = [actor for actor in actors if _alive(actor)]
-    for actor in running:
-        actor.terminate()
-    for actor in running:
-        multiprocessing.Process.join(actor, 2.0)
-        if actor.is_alive():
-            actor.kill()
-            multiprocessing.Process.join(actor)
+def _terminate(processes: list[multiprocessing.Process]) -> None:
+    """Terminate (then kill) the processes still alive; ones Lava's own stop closes meanwhile are skipped."""
+    running = [p for p in processes if _alive(p)]
+    for p in running:
+        with contextlib.suppress(ValueError):
+            p.terminate()
+    for p in running:
+        with contextlib.suppress(ValueError):
+            multiprocessing.Process.join(p, 2.0)
+            if p.is_alive():
+                p.kill()
+                multiprocessing.Process.join(p)
 
 
-def _alive(actor: multiprocessing.Process) -> bool:
+def _alive(p: multiprocessing.Process) -> bool:
     try:
-        return actor.is_alive()
+        return p.is_alive()
     except ValueError:  # Lava's own stop already joined and closed it
         return False

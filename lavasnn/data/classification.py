@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -183,7 +184,7 @@ def read_npz_arrays(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.nda
     unreadable = f"cannot read {path} as an .npz archive of arrays {', '.join(keys)}"
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         reason = "it is not an .npz (zip) archive" if "pickle" in str(err) else err
         raise DataError(f"{unreadable}: {reason}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -194,7 +195,7 @@ def read_npz_arrays(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.nda
             raise DataError(f"{path} lacks {', '.join(missing)}; the file must hold {', '.join(keys)}")
         try:
             return {k: archive[k] for k in keys}
-        except (OSError, ValueError, zipfile.BadZipFile) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # zlib: savez_compressed
             raise DataError(f"{unreadable}: {err}") from None
 
 

@@ -74,6 +74,10 @@ def check_device(device: str, backend: str) -> None:
         raise UserError(f"--device {device} applies to the engine backend; {backend} runs on the CPU")
     if kind == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device}: torch finds no usable CUDA GPU here; use --device cpu")
+    index = torch.device(device).index
+    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
 def train_biograd(cfg: bg.BioGradConfig | None = None, data_spec: str = "mnist5k", out: str | Path | None = None,

@@ -104,4 +104,4 @@ def absolute_data_path(spec: str) -> str:
     """``KIND:PATH`` (mnist:, nmnist:, npz:) with PATH made absolute, so that a checkpoint that
     stores the spec can be resumed from any folder; other specs unchanged."""
     kind, sep, path = spec.partition(":")
-    return f"{kind}:{Path(path).resolve()}" if sep and kind in ("mnist", "nmnist", "npz") and path else spec
+    return f"{kind}:{Path(path).expanduser().resolve()}" if sep and kind in ("mnist", "nmnist", "npz") and path else spec
