@@ -142,7 +142,7 @@ def _given(args: argparse.Namespace, options) -> list[str]:
     """The options of ``options`` (dest names) set on the command line: their defaults are None
     (or False for flags), so a value equal to the documented default still counts as given."""
     return ["--rule" if d == "biograd_rule" else f"--{d.replace('_', '-')}" for d in options
-            if getattr(args, d) not in (None, False)]
+            if getattr(args, d) is not None and getattr(args, d) is not False]  # `is`: --seed 0 counts
 
 
 def _fill_defaults(args: argparse.Namespace, defaults: dict) -> None:

@@ -140,7 +140,7 @@ def test_resume_takes_more_epochs_and_refuses_new_settings(tmp_path, capsys):
                  "--sleep-batch", "4", "--sleep-steps", "5", "--steps", "10", "--no-progress", "--out", str(run)]) == 0
     capsys.readouterr()
     for option in (["--lr", "0.5"], ["--hidden", "4"], ["--rule", "loihi2"], ["--out", str(tmp_path / "b")],
-                   ["--steps", "50"], ["--lr", "0.001"], ["--data", "mnist5k"]):  # also values equal to the defaults
+                   ["--steps", "50"], ["--lr", "0.001"], ["--data", "mnist5k"], ["--seed", "0"]):  # also the defaults
         assert main(["train", "biograd", "--resume", str(run), "--epochs", "2", *option]) == 2
         err = capsys.readouterr().err
         assert option[0] in err and err.count("\n") == 1
