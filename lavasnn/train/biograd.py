@@ -16,7 +16,6 @@ integers (``lavasnn crosscheck biograd``).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable

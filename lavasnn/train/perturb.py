@@ -23,7 +23,6 @@ a run that was never interrupted.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path

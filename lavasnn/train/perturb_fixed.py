@@ -16,7 +16,6 @@ arithmetic in the engine on the weights read back from the processes.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
