@@ -230,7 +230,7 @@ def load_npz(path: str) -> sciml.RegressionData:
     float32, at least one column; y_test not all zero, since errors are relative to it)."""
     arrays = read_npz_arrays(path, ("x_train", "y_train", "x_test", "y_test"))
     for k, a in arrays.items():
-        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
+        if a.dtype.kind not in "buif":  # bool, unsigned, int, float (as the classification reader)
             raise UserError(f"{path}: {k} has dtype {a.dtype}; arrays must be real numbers")
         if a.ndim == 1:
             arrays[k] = a = a[:, None]
