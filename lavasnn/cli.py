@@ -75,9 +75,10 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-CROSSCHECK_DEFAULTS = {"steps": 50, "mode": "layerwise", "grad": "surrogate", "directions": 1, "precision": "fixed"}
+CROSSCHECK_DEFAULTS = {"steps": 50, "mode": "layerwise", "grad": "surrogate", "directions": 1, "precision": "fixed",
+                       "perturb_rule": "exact"}
 CROSSCHECK_OPTIONS = {"neurons": {"steps"}, "loihi2": {"steps"}, "biograd": {"samples", "precision", "no_sleep"},
-                      "perturb": {"samples", "mode", "grad", "directions"}}
+                      "perturb": {"samples", "mode", "grad", "directions", "perturb_rule"}}
 
 
 def _exercised(what: str, report: dict) -> bool:
@@ -108,7 +109,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     elif args.what == "perturb":
         from lavasnn.crosscheck_perturb import crosscheck_perturb
         report = crosscheck_perturb(samples=args.samples or 24, mode=args.mode, seed=args.seed, grad=args.grad,
-                                    directions=args.directions)
+                                    directions=args.directions, rule=args.perturb_rule)
         keys = ("weight_mismatches",)
     else:
         report = crosscheck.crosscheck_biograd(samples=args.samples or 8, seed=args.seed, precision=args.precision,
@@ -135,13 +136,14 @@ BIOGRAD_DEFAULTS = {"data": "mnist5k", "hidden": [500, 100], "epochs": BIOGRAD_E
 BIOGRAD_RUN_OPTIONS = ("data", "limit", "hidden", "batch", "steps", "error_start", "lr", "lr_decay", "seed", "no_sleep",
                        "sleep_batch", "sleep_steps", "backend", "precision", "biograd_rule")
 PERTURB_DEFAULTS = {"task": "mexican-hat", "mode": "layerwise", "grad": "surrogate", "backend": "engine", "seed": 0}
-PERTURB_RUN_OPTIONS = (*PERTURB_DEFAULTS, "precision", "limit", "hidden", "lr", "batch", "input_lr_scale", "directions")
+PERTURB_RUN_OPTIONS = (*PERTURB_DEFAULTS, "precision", "limit", "hidden", "lr", "batch", "input_lr_scale", "directions",
+                       "perturb_rule")
 
 
 def _given(args: argparse.Namespace, options) -> list[str]:
     """The options of ``options`` (dest names) set on the command line: their defaults are None
     (or False for flags), so a value equal to the documented default still counts as given."""
-    return ["--rule" if d == "biograd_rule" else f"--{d.replace('_', '-')}" for d in options
+    return ["--rule" if d in ("biograd_rule", "perturb_rule") else f"--{d.replace('_', '-')}" for d in options
             if getattr(args, d) is not None and getattr(args, d) is not False]  # `is`: --seed 0 counts
 
 
@@ -180,7 +182,7 @@ def _train(args: argparse.Namespace) -> int:
         if args.resume is None and args.out is None:
             raise UserError("--out DIR is required (or --resume DIR to continue a run)")
         overrides = {k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("input_lr_scale", args.input_lr_scale),
-                                        ("directions", args.directions)) if v is not None}
+                                        ("directions", args.directions), ("rule", args.perturb_rule)) if v is not None}
         given = _given(args, PERTURB_RUN_OPTIONS) if args.resume is not None else []
         if given:
             raise UserError(f"{', '.join(given)} set up a new run; a resumed run keeps its own "
@@ -261,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perturb only: the spike's derivative, surrogate table (default) or Stein's estimate")
     p.add_argument("--directions", type=_positive_int, default=None,
                    help="perturb only: independent draws per update (default 1; not with --mode weight)")
+    p.add_argument("--rule", dest="perturb_rule", choices=["exact", "loihi2"], default=None,
+                   help="perturb only: exact (default) or loihi2, weight perturbation with Lava's own LearningDense "
+                        "(with --mode weight)")
     p.add_argument("--precision", choices=["fixed", "float"], default=None, help="biograd only (default fixed)")
     p.add_argument("--no-sleep", action="store_true", help="biograd only")
     p.add_argument("--seed", type=_seed, default=0)
@@ -324,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forward-gradient modes: average this many independent estimates per step, at this many "
                         "times the step's forward-mode work (on chip: tangent compartments per direction; "
                         "default 1, the paper's rule)")
+    p.add_argument("--rule", dest="perturb_rule", choices=["exact", "loihi2"], default=None,
+                   help="fixed point, --mode weight: exact (default; synapses with their own random directions) or "
+                        "loihi2 (Lava's LearningDense: the host writes each batch's perturbation into the tags, "
+                        "the learning engine adds, removes and updates)")
     p.add_argument("--hidden", type=_int_list, default=None,
                    help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default: "
                         "the task's (Mexican hat 128,128 in float, 32,32 on chip; other tasks 32,32)")

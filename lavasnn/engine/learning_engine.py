@@ -250,3 +250,57 @@ def _tag_update(t, x1, y1, y0, p: Loihi2RuleParams, r_syn) -> torch.Tensor:
     acc = _saturate_acc(acc + _product(1, ((x1[..., None, :], trace), (y1, trace)), 1, p.tag_exp))
     acc = _saturate_acc(acc + _product(y0, ((t, tag),), -1, 0))
     return _round_synaptic(acc, r_syn, *TAG_RANGE)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight perturbation (Wan, Zhang, Karniadakis 2024) with the direction held in the tag
+# --------------------------------------------------------------------------------------------
+
+PERTURB_Y = 32  # y t >> 5 = t at y = 32: the product y t loses 5 bits (7 + 9 + 4 - 15)
+THIRD_FACTOR_MAX = TRACE_MAX  # the update's y1 = d is a signed 7-bit factor, [-127, 127] here
+
+
+def weight_perturbation_rule_string(lr_exp: int) -> str:
+    """``dw`` of the rule, for ``Loihi3FLearningRule`` (t_epoch = 1, the tag never changes)."""
+    return f"u0 * y2 * t - u0 * y3 * t - 2^{lr_exp} * u0 * y1 * t"
+
+
+def weight_perturbation_step(w: torch.Tensor, t: torch.Tensor, y1, y2, y3, lr_exp: int, r: float) -> torch.Tensor:
+    """One learning epoch of ``dw = y2 t - y3 t - 2^lr_exp y1 t`` in Lava's fixed-point arithmetic
+    (products, accumulator saturation and stochastic rounding with the step's shared random
+    number ``r``, as :func:`learning_step_fixed`); y1..y3 are per post neuron (n_post,) or
+    scalars. With y2 = 32 / 2^k and a tag t divisible by 2^k it returns clip(w + t / 2^k), with
+    y3 = 32 / 2^k clip(w - t / 2^k), whatever r (a saturated accumulator rounds into the clipped
+    range either way); with y1 = d it returns ``w - SR(2^lr_exp floor(d t / 32))`` (the floor is
+    the learning engine's hidden shift: a bias of half a unit per update, which a larger t
+    makes small against the step)."""
+    col = lambda y: torch.as_tensor(y, dtype=torch.int64).reshape(-1, 1)  # noqa: E731
+    trace, tag = FACTOR_BITS["trace"], FACTOR_BITS["tag"]
+    acc = w << SYN_SHIFT
+    acc = _saturate_acc(acc + _product(1, ((col(y2), trace), (t, tag)), 1, 0))
+    acc = _saturate_acc(acc + _product(1, ((col(y3), trace), (t, tag)), -1, 0))
+    acc = _saturate_acc(acc + _product(1, ((col(y1), trace), (t, tag)), -1, lr_exp))
+    return _round_synaptic(acc, r, *LEARNED_W_RANGE)
+
+
+def truncate_mixed(w: torch.Tensor) -> torch.Tensor:
+    """What Lava's Dense does to 8-bit weights in MIXED sign mode when a run starts: drop the LSB (floor to even)."""
+    return (w >> 1) << 1
+
+
+class SynapticRandom:
+    """Lava's ``ConnVarRandom`` of a LearningDense (seed 2): step n of a run (n = 1, 2, ..., one
+    learning epoch per step) rounds with draw n, draw 0 being taken when the process is built."""
+
+    def __init__(self) -> None:
+        self._rng = np.random.default_rng(W_ROUND_SEED)
+        self._rng.random()
+        self._step = 0
+
+    def at(self, step: int) -> float:
+        """The random number of step ``step``; steps must come in increasing order."""
+        if step <= self._step:
+            raise ValueError(f"step {step} is not after step {self._step}")
+        draws = self._rng.random(step - self._step)
+        self._step = step
+        return float(draws[-1])

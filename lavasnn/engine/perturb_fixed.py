@@ -108,10 +108,34 @@ lookup: K random draws and threshold tests per neuron and step, so a random sour
 neuron program, and K times the neuron's work); the update is a three-factor
 product ``d u`` with the per-synapse u, which the learning engine could read from the tag
 if u were held there (``dw = -2^e y1 * t``, y1 = d). Weight perturbation needs no tangent
-compartments and no graded spikes inside the network: with u in the tag, the learning engine
-can add and remove the perturbation (``dw = +-2^-sigma_shift t``) around a sample's second
-run and apply the update (``dw = -2^e y1 t``); only the per-synapse u itself has to come from
-the host.
+compartments and no graded spikes inside the network: with the perturbation in the tag, the
+learning engine adds and removes it around a sample's second run and applies the update; only
+the per-synapse direction itself has to come from the host. Rule 'loihi2' does exactly that.
+
+Rule 'loihi2' (``rule``, weight mode only): the synapses are Lava's own ``LearningDense`` with
+the Loihi 3-factor rule (t_epoch = 1; the tag is not learned)::
+
+    dw = u0 y2 t - u0 y3 t - 2^e u0 y1 t,     e = le_lr_exp
+
+in Lava's fixed-point learning arithmetic (:func:`lavasnn.engine.learning_engine.weight_perturbation_step`).
+The bias is the weight from an always-on input ``one`` (``[W | b]``, :func:`augmented`). Before
+each batch the host writes the tag ``t = p << le_tag_shift`` with p = round(u / 2^sigma_shift)
+(:func:`weight_tag`, the exact rule's perturbation). Each post neuron sends y2 = 32 >> le_tag_shift
+on the last step of a sample's plain run (the engine adds ``(y2 t) >> 5 = p``: ``clip(w + p)``)
+and y3 on the last step of its perturbed run (``clip(w + p) - p``, which is w unless w + p
+clipped). After the batch the loss neuron sends
+
+    d = clip(round(D g / 2^shift), -127, 127),   D = sum (e_pert^2 - e^2)
+
+(:func:`loihi2_third_factor`; g carries the learning-rate schedule, :func:`loihi2_gain`) as y1
+to every synapse, which takes ``w <- SR(w - 2^e floor(d t / 32))`` with the step's one shared
+random number (Lava's ``ConnVarRandom``, :class:`~lavasnn.engine.learning_engine.SynapticRandom`).
+In reals that is ``w <- w - lr (L(w + p) - L(w)) p / sigma_p^2`` with d rounded to 7 bits and
+the floor's bias of half a unit; the tag's shift keeps that bias small against the step. Each
+LearningDense delays its output by one step, so layer l's neurons see the stream's control l + 1
+steps late, send their y2 / y3 l steps late, and a batch ends with L idle steps before the
+update step (:func:`loihi2_batch_steps`). A run starts by dropping every weight's lowest bit (as
+Lava's Dense does in MIXED sign mode), in the engine as in Lava.
 """
 
 from __future__ import annotations
@@ -123,6 +147,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
+from lavasnn.engine import learning_engine as le
 from lavasnn.errors import UserError
 from lavasnn.learning.biograd import hash_uniform, stochastic_round
 
@@ -135,6 +160,8 @@ D_MAX = (1 << 23) - 1  # the third factor is a 24-bit graded spike
 DECAY_UNITY = 4096
 MODES = ("global", "layerwise", "activity", "weight")
 GRADS = ("surrogate", "stein")
+RULES = ("exact", "loihi2")
+GAIN_BITS = 16  # rule 'loihi2': the loss neuron's gain g, d = (D g) >> gain_shift
 
 
 @dataclass(frozen=True)
@@ -152,6 +179,8 @@ class FixedFormat:
     sigma_shift: int = 4  # weight mode: the perturbation is round(u / 2^sigma_shift) weight units
     loss_diff_shift: int = 8  # weight mode: d = D >> loss_diff_shift
     node_d_shift: int = 16  # activity mode: per-sample d = D_b >> node_d_shift
+    le_lr_exp: int = -7  # rule 'loihi2': exponent of the learning engine's update product 2^e y1 t
+    le_tag_shift: int = 2  # rule 'loihi2': the tag holds the perturbation p << le_tag_shift (module docstring)
 
     @property
     def one(self) -> int:
@@ -186,6 +215,7 @@ class FixedNetConfig:
     stein_samples: int = 16  # K noise draws per neuron, sample and step ('stein')
     input_lr_scale: float = 1.0  # lr factor of layer 0, the one fed by the data
     directions: int = 1  # K independent draws per update, their estimates averaged
+    rule: str = "exact"  # 'loihi2': weight perturbation in Loihi 2's learning-engine form (module docstring)
     fmt: FixedFormat = FixedFormat()
 
     def __post_init__(self) -> None:
@@ -212,6 +242,16 @@ class FixedNetConfig:
             raise UserError(f"stein_samples must be >= 1, got {self.stein_samples}")
         if self.directions < 1:
             raise UserError(f"directions must be >= 1, got {self.directions}")
+        if self.rule not in RULES:
+            raise UserError(f"on-chip perturbation rule {self.rule!r} is not one of: {', '.join(RULES)}")
+        if self.rule == "loihi2" and self.mode != "weight":
+            raise UserError("--rule loihi2 is weight perturbation in Loihi 2's learning-engine form; use it with "
+                            f"--mode weight, not {self.mode} (the forward-gradient modes need tangent compartments "
+                            "the learning engine lacks)")
+        if self.rule == "loihi2" and not -7 <= self.fmt.le_lr_exp <= 8:
+            raise UserError(f"le_lr_exp must lie in [-7, 8] (the learning engine's exponents), got {self.fmt.le_lr_exp}")
+        if self.rule == "loihi2" and not 0 <= self.fmt.le_tag_shift <= 5:
+            raise UserError(f"le_tag_shift must lie in [0, 5] (y = 32 >> shift >= 1), got {self.fmt.le_tag_shift}")
         if self.directions > 1 and self.mode == "weight":
             raise UserError("weight perturbation draws one direction per update (each sample runs twice for it); "
                             "--directions applies to global, layerwise and activity")
@@ -474,6 +514,57 @@ def mse_real(sum_e2: int | float, n_samples: int, cfg: FixedNetConfig) -> float:
     return float(sum_e2) / (n_samples * cfg.sizes[-1] * scale * scale)
 
 
+def augmented(layer: LayerParams) -> torch.Tensor:
+    """Rule 'loihi2': the LearningDense matrix ``[W | b]`` (n_out, n_in + 1); the bias is the weight
+    from an always-on input ``one``."""
+    return torch.cat([layer.weights, layer.bias[:, None]], dim=1)
+
+
+def split_augmented(w: torch.Tensor) -> LayerParams:
+    return LayerParams(w[:, :-1].contiguous(), w[:, -1].contiguous())
+
+
+def weight_tag(u: LayerParams, fmt: FixedFormat) -> torch.Tensor:
+    """Rule 'loihi2': the tag the host writes for a batch, ``p << le_tag_shift`` with the
+    perturbation ``p = round(u / 2^sigma_shift)`` (:func:`perturbed_layer`'s; the bias direction
+    as the last column), p limited so that the tag stays within its 9 bits and ``y t >> 5`` with
+    y = :func:`perturb_y` recovers p exactly."""
+    half = 1 << (fmt.sigma_shift - 1) if fmt.sigma_shift else 0
+    p_max = le.TAG_RANGE[1] >> fmt.le_tag_shift
+    return torch.clamp((augmented(u) + half) >> fmt.sigma_shift, -p_max, p_max) << fmt.le_tag_shift
+
+
+def perturb_y(fmt: FixedFormat) -> int:
+    """Rule 'loihi2': the y2 (add) and y3 (remove) that move a weight by exactly p: 32 >> le_tag_shift."""
+    return le.PERTURB_Y >> fmt.le_tag_shift
+
+
+def loihi2_gain(cfg: FixedNetConfig, update: int) -> tuple[int, int]:
+    """Rule 'loihi2': the loss neuron's (g, shift) at update ``update``, ``d = (D g) >> shift`` rounded,
+    so that the learning engine's ``-2^e d t / 32`` (t = p 2^le_tag_shift) is
+    ``-lr_k (L(w + p) - L(w)) p / sigma_p^2`` in reals, p / 2^w_frac the perturbation and
+    sigma_p^2 = DIR_VAR / 2^(2 sigma_shift + 2 w_frac) its variance per weight. The learning-rate schedule lives in g, which the host writes per batch."""
+    f = cfg.fmt
+    lr = cfg.lr * cfg.lr_decay ** (update // cfg.updates_per_epoch)
+    n = cfg.batch * cfg.sizes[-1] * cfg.steps ** 2 * 2.0 ** (2 * f.v_frac)
+    gain = lr * 32 * 2.0 ** (2 * f.sigma_shift + 2 * f.w_frac - f.le_lr_exp - f.le_tag_shift) / (DIR_VAR * n)
+    shift = GAIN_BITS - 1 - math.floor(math.log2(gain))
+    return round(gain * 2.0 ** shift), shift
+
+
+def loihi2_third_factor(D: int, gain: tuple[int, int]) -> int:
+    """Rule 'loihi2': ``d = clip((D g + 2^(shift - 1)) >> shift, -127, 127)``, the signed 7-bit y1
+    every synapse receives (D in Python integers: no overflow)."""
+    g, shift = gain
+    return max(-le.THIRD_FACTOR_MAX, min(le.THIRD_FACTOR_MAX, (int(D) * g + (1 << (shift - 1))) >> shift))
+
+
+def loihi2_batch_steps(cfg: FixedNetConfig, n_samples: int) -> int:
+    """Rule 'loihi2': Lava steps of a batch: two runs of T steps per sample, L idle steps while the
+    last sample passes the layers' one-step synaptic delays, and the update step."""
+    return 2 * cfg.steps * n_samples + cfg.n_layers + 1
+
+
 class FixedForwardGradEngine:
     """Batched fixed-point forward-gradient training: samples of a batch run side by side."""
 
@@ -482,6 +573,9 @@ class FixedForwardGradEngine:
             raise UserError(f"layer shapes {[tuple(l.weights.shape) for l in layers]} do not match sizes {cfg.sizes}")
         self.cfg, self.layers, self.updates = cfg, list(layers), updates
         self.table = surrogate_table(cfg)
+        if cfg.rule == "loihi2":  # as a Lava run starts: LearningDense drops each weight's LSB
+            self.layers = [split_augmented(le.truncate_mixed(augmented(l))) for l in self.layers]
+            self.lava_step, self.synaptic_random = 0, le.SynapticRandom()
 
     def derivatives(self, n_samples: int) -> list[list[Callable[[torch.Tensor], torch.Tensor]]]:
         """phi of every hidden layer (outer) and time step (inner) for this update's samples."""
@@ -561,6 +655,8 @@ class FixedForwardGradEngine:
         (``events``: see :meth:`forward`)."""
         if self.cfg.mode == "activity":
             return self._activity_step(x, target_int(target, self.cfg), events)
+        if self.cfg.rule == "loihi2":
+            return self._loihi2_step(x, target_int(target, self.cfg), events)
         cfg, t_int = self.cfg, target_int(target, self.cfg)
         dirs = [self.directions(j) for j in range(cfg.directions)]
         sum_e2, D = loss_terms(*self.forward(x, events=events, directions=dirs), t_int, cfg)
@@ -588,6 +684,34 @@ class FixedForwardGradEngine:
             new.append(update_layer(layer, eligibility(weighted, torch.stack(inputs[l]), cfg.fmt), 1, cfg, l,
                                     self.updates))
         self.layers = new
+        self.updates += 1
+        return mse_real(int(sum_e2), len(x), cfg)
+
+    def _loihi2_step(self, x: torch.Tensor, t_int: torch.Tensor, events: dict | None) -> float:
+        """Weight perturbation as Lava's LearningDense runs it (rule 'loihi2'): each sample runs with w,
+        the learning engine adds the tag t (``clip(w + t)``), the sample runs again, the engine
+        removes t (``clip(w + t) - t``: w unless the addition saturated, so from the second sample on
+        the plain runs may see the restored weights), and after the batch every synapse takes
+        ``dw = -2^e d t`` rounded with the update step's shared random number."""
+        cfg = self.cfg
+        tags = [weight_tag(u, cfg.fmt) for u in self.directions()]
+        plain = [augmented(l) for l in self.layers]
+        y = perturb_y(cfg.fmt)
+        moved = [le.weight_perturbation_step(w, t, 0, y, 0, 0, 0.0) for w, t in zip(plain, tags)]
+        restored = [le.weight_perturbation_step(w, t, 0, 0, y, 0, 0.0) for w, t in zip(moved, tags)]
+        as_layers = lambda ws: [split_augmented(w) for w in ws]  # noqa: E731
+        y_plain, _ = self.forward(x[:1], with_tangents=False, events=events, layers=as_layers(plain))
+        if len(x) > 1:
+            y_rest, _ = self.forward(x[1:], with_tangents=False, events=events, layers=as_layers(restored))
+            y_plain = torch.cat([y_plain, y_rest])
+        y_moved, _ = self.forward(x, with_tangents=False, events=events, layers=as_layers(moved))
+        sum_e2, D = loss_terms(y_plain, y_plain, t_int, cfg)
+        D = D + loss_terms(y_moved, y_moved, t_int, cfg, perturbed=True)[1]
+        d = loihi2_third_factor(int(D[0]), loihi2_gain(cfg, self.updates))
+        self.lava_step += loihi2_batch_steps(cfg, len(x))
+        r = self.synaptic_random.at(self.lava_step)
+        self.layers = [split_augmented(le.weight_perturbation_step(w, t, d, 0, 0, cfg.fmt.le_lr_exp, r))
+                       for w, t in zip(restored, tags)]
         self.updates += 1
         return mse_real(int(sum_e2), len(x), cfg)
 

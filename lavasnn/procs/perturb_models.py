@@ -8,18 +8,22 @@ waits for the readout, so the loop loss -> dense -> .. -> loss closes within one
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import torch
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.neuron import LearningNeuronModelFixed
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lavasnn.engine import perturb_fixed as pf
-from lavasnn.procs.perturb_process import (PCTRL_PERTURBED, PCTRL_SAMPLE_END, PCTRL_SAMPLE_START, PCTRL_SIZE,
-                                           PCTRL_UPDATE, PerturbDense, PerturbLIF, PerturbLoss, PerturbStream)
+from lavasnn.procs.perturb_process import (PCTRL_ACTIVE, PCTRL_PERTURBED, PCTRL_SAMPLE_END, PCTRL_SAMPLE_START, PCTRL_SIZE,
+                                           PCTRL_UPDATE, PerturbDense, PerturbLIF, PerturbLoss, PerturbStream,
+                                           WeightPerturbLIF, WeightPerturbLoss)
 
 INT = np.int64
 
@@ -59,16 +63,25 @@ class PyPerturbStreamFixed(PyLoihiProcessModel):
         # is the process model's loop), step t of the pass, samples in the batch
         self.k = self.pass_index = self.t = self.in_batch = 0
         self.update_next = False
+        # rule 'loihi2': idle steps before an update (the layers' synaptic delays) and the bias input
+        self.learning_dense = self.cfg.rule == "loihi2"
+        self.drain = self.cfg.n_layers if self.learning_dense else 0
+        self.idle = 0
 
     def run_spk(self) -> None:
         ctrl = np.zeros(PCTRL_SIZE, dtype=INT)
-        x, target = np.zeros(self.x.shape[1], dtype=INT), np.zeros(self.target.shape[1], dtype=INT)
-        if self.update_next:
+        x, target = np.zeros(self.x_out.shape[0], dtype=INT), np.zeros(self.target.shape[1], dtype=INT)
+        if self.update_next and self.idle < self.drain:
+            self.idle += 1
+        elif self.update_next:
             ctrl[PCTRL_UPDATE] = 1
-            self.update_next = False
+            self.update_next, self.idle = False, 0
         elif self.k < len(self.order):
             i = self.order[self.k]
-            x, target = self.x[i], self.target[i]
+            x[:self.x.shape[1]], target = self.x[i], self.target[i]
+            if self.learning_dense:
+                x[-1] = self.cfg.fmt.one
+            ctrl[PCTRL_ACTIVE] = 1
             ctrl[PCTRL_SAMPLE_START] = self.t == 0
             ctrl[PCTRL_SAMPLE_END] = self.t == self.cfg.steps - 1
             ctrl[PCTRL_PERTURBED] = self.pass_index == 1
@@ -280,3 +293,110 @@ class PyPerturbLossFixed(PyLoihiProcessModel):
             if not ctrl[PCTRL_PERTURBED]:  # the training loss counts each sample's plain run
                 self.sum_e2[:] = self.sum_e2 + int(sum_e2)
                 self.samples[:] = self.samples + 1
+
+
+class _Delayed:
+    """The control vectors (and targets) of the last ``depth + 1`` steps: ``ago(k)`` is the one
+    received k steps before the current one (all zero before the run began)."""
+
+    def __init__(self, depth: int, *shapes: tuple[int, ...]) -> None:
+        self.items = deque([tuple(np.zeros(s, dtype=INT) for s in shapes)] * (depth + 1), maxlen=depth + 1)
+
+    def push(self, *values: np.ndarray) -> None:
+        self.items.append(tuple(np.asarray(v, dtype=INT) for v in values))
+
+    def ago(self, k: int) -> tuple[np.ndarray, ...]:
+        return self.items[-1 - k]
+
+
+def _learning_factors(model: LearningNeuronModelFixed, ctrl_now: np.ndarray, ctrl_lrn: np.ndarray, d: int) -> None:
+    """Send a weight-perturbation neuron's y1..y3 (and no bAP) to its LearningDense (rule 'loihi2')."""
+    n = model.y1.shape[0]
+    end = bool(ctrl_lrn[PCTRL_SAMPLE_END])
+    perturbed = bool(ctrl_lrn[PCTRL_PERTURBED])
+    model.y1[:] = d if ctrl_now[PCTRL_UPDATE] else 0
+    y = pf.perturb_y(model.cfg.fmt)
+    model.y2[:] = y if end and not perturbed else 0
+    model.y3[:] = y if end and perturbed else 0
+    model.s_out_bap.send(np.zeros(n, dtype=bool))
+    model.s_out_y1.send(model.y1.copy())
+    model.s_out_y2.send(model.y2.copy())
+    model.s_out_y3.send(model.y3.copy())
+
+
+@implements(proc=WeightPerturbLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyWeightPerturbLIFFixed(LearningNeuronModelFixed):
+    a_in: PyInPort = _port_in(24)
+    ctrl_in: PyInPort = _port_in(1)
+    d_in: PyInPort = _port_in(8)
+    s_out: PyOutPort = _port_out(8)
+    v: np.ndarray = _var(24)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.cfg: pf.FixedNetConfig = proc_params["cfg"]
+        self.layer: int = proc_params["layer"]
+        self.ctrl = _Delayed(self.layer + 1, (PCTRL_SIZE,))
+
+    def run_spk(self) -> None:
+        self.ctrl.push(self.ctrl_in.recv())
+        d = int(self.d_in.recv()[0])
+        a = _t(self.a_in.recv())
+        (now,), (lrn,), (dyn,) = self.ctrl.ago(0), self.ctrl.ago(self.layer), self.ctrl.ago(self.layer + 1)
+        out = np.zeros(self.s_out.shape, dtype=INT)
+        if dyn[PCTRL_ACTIVE]:
+            if dyn[PCTRL_SAMPLE_START]:
+                self.v[:] = 0
+            none = torch.zeros(0, *a.shape, dtype=torch.int64)
+            s, _, new = pf.lif_step(a, none, pf.NeuronState(_t(self.v), none), self.cfg, torch.zeros_like)
+            self.v[:] = new.v.numpy()
+            out[:-1], out[-1] = s.numpy(), self.cfg.fmt.one
+        self.s_out.send(out)
+        _learning_factors(self, now, lrn, d)
+
+
+@implements(proc=WeightPerturbLoss, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyWeightPerturbLossFixed(LearningNeuronModelFixed):
+    y_in: PyInPort = _port_in(24)
+    target_in: PyInPort = _port_in()
+    ctrl_in: PyInPort = _port_in(1)
+    d_out: PyOutPort = _port_out(8)
+    y_acc: np.ndarray = _var()
+    D: np.ndarray = _var()
+    gain: np.ndarray = _var()
+    sum_e2: np.ndarray = _var()
+    samples: np.ndarray = _var()
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.cfg: pf.FixedNetConfig = proc_params["cfg"]
+        self.depth = self.cfg.n_layers
+        self.delayed = _Delayed(self.depth, (PCTRL_SIZE,), (self.cfg.sizes[-1],))
+        self.plain_e2 = 0  # e^2 of the current sample's plain run
+
+    def run_spk(self) -> None:
+        ctrl = self.ctrl_in.recv()
+        self.delayed.push(ctrl, self.target_in.recv())
+        d = 0
+        if ctrl[PCTRL_UPDATE]:  # the batch's last sample left the readout before this step
+            d = pf.loihi2_third_factor(int(self.D[0]), (int(self.gain[0]), int(self.gain[1])))
+            self.D[:] = 0
+        self.d_out.send(np.array([d], dtype=INT))
+        y = self.y_in.recv()
+        (dyn, target), (lrn, _) = self.delayed.ago(self.depth), self.delayed.ago(self.depth - 1)
+        if dyn[PCTRL_ACTIVE]:
+            if dyn[PCTRL_SAMPLE_START]:
+                self.y_acc[:] = 0
+            self.y_acc[:] = self.y_acc + y
+            if dyn[PCTRL_SAMPLE_END]:
+                sum_e2, D = pf.loss_terms(_t(self.y_acc), _t(self.y_acc), _t(target), self.cfg,
+                                          perturbed=bool(dyn[PCTRL_PERTURBED]))
+                self.D[:] = self.D + D.numpy()
+                if not dyn[PCTRL_PERTURBED]:
+                    self.sum_e2[:] = self.sum_e2 + int(sum_e2)
+                    self.samples[:] = self.samples + 1
+        _learning_factors(self, ctrl, lrn, d)

@@ -13,26 +13,36 @@ Wiring (``lavasnn.backends.perturb_lava``)::
 
     stream.x_out -> dense0 -> lif0 -> dense1 -> .. -> dense(L-1) -> loss
     stream.ctrl_out -> every process;  stream.target_out -> loss;  loss.d_out -> every dense
+
+Rule 'loihi2' (weight perturbation in Loihi 2's learning-engine form) replaces the PerturbDense
+processes by Lava's own ``LearningDense`` and the neurons by :class:`WeightPerturbLIF` and
+:class:`WeightPerturbLoss`, which send the learning factors y1..y3
+(:class:`lavasnn.backends.perturb_lava.LavaWeightPerturbLoihi2`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from lava.magma.core.learning.learning_rule import Loihi3FLearningRule
+from lava.magma.core.process.neuron import LearningNeuronProcess
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 
+from lavasnn.engine import learning_engine as le
 from lavasnn.engine.perturb_fixed import FixedNetConfig, target_int
 from lavasnn.errors import UserError
 
-PCTRL_SAMPLE_START, PCTRL_SAMPLE_END, PCTRL_UPDATE, PCTRL_PERTURBED = range(4)
-PCTRL_SIZE = 4
+PCTRL_SAMPLE_START, PCTRL_SAMPLE_END, PCTRL_UPDATE, PCTRL_PERTURBED, PCTRL_ACTIVE = range(5)
+PCTRL_SIZE = 5
 
 
 class PerturbStream(AbstractProcess):
     """Streams training samples: input x (rounded to ``in_frac`` bits) for T steps per sample
     (``cfg.passes`` times), the sample's integer target, and the control vector; after every batch of ``cfg.batch``
-    samples (and at the end of each epoch of ``epoch_len`` samples) one update step.
+    samples (and at the end of each epoch of ``epoch_len`` samples) one update step. Rule 'loihi2':
+    ``n_layers`` idle steps before each update step (the last sample passes the LearningDense
+    delays) and a last input fixed at ``one`` during samples (the biases' always-on input).
 
     ``x`` (N, n_in) real in [-1, 1], ``target`` (N, n_out) real, ``order`` the sample indices in
     training order (all epochs concatenated)."""
@@ -48,7 +58,7 @@ class PerturbStream(AbstractProcess):
         self.x = Var(shape=x.shape, init=np.round(x * cfg.fmt.one).astype(np.int64))
         self.target = Var(shape=target.shape, init=target_int(target, cfg).numpy())
         self.order = Var(shape=order.shape, init=order.astype(np.int64))
-        self.x_out = OutPort(shape=(cfg.sizes[0],))
+        self.x_out = OutPort(shape=(cfg.sizes[0] + (cfg.rule == "loihi2"),))  # 'loihi2': + the bias input
         self.target_out = OutPort(shape=(cfg.sizes[-1],))
         self.ctrl_out = OutPort(shape=(PCTRL_SIZE,))
 
@@ -123,5 +133,65 @@ class PerturbLoss(AbstractProcess):
         self.y_acc = Var(shape=(n_out,), init=0)
         self.ydot_acc = Var(shape=(D, n_out), init=0)
         self.D = Var(shape=(D,), init=0)
+        self.sum_e2 = Var(shape=(1,), init=0)
+        self.samples = Var(shape=(1,), init=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight perturbation in Loihi 2's learning-engine form (rule 'loihi2')
+# --------------------------------------------------------------------------------------------
+
+def weight_perturbation_rule(cfg: FixedNetConfig) -> Loihi3FLearningRule:
+    """The rule of every LearningDense (and its post neurons)::
+
+        dw = u0 y2 t - u0 y3 t - 2^e u0 y1 t          (t_epoch = 1; the tag t is not learned)
+
+    The tag holds the perturbation the host wrote for the batch; a post neuron sends y2 = 32 to
+    add it (w + t), y3 = 32 to remove it, and in the update step y1 = d, the loss neuron's third
+    factor (e = ``cfg.fmt.le_lr_exp``). The y taus are 2^60, so the rule reads y as sent."""
+    rule = Loihi3FLearningRule(dw=le.weight_perturbation_rule_string(cfg.fmt.le_lr_exp), t_epoch=1,
+                               rng_seed=cfg.seed)
+    rule.y1_tau = rule.y2_tau = rule.y3_tau = le.Y_TAU
+    return rule
+
+
+class WeightPerturbLIF(LearningNeuronProcess, AbstractProcess):
+    """Hidden LIF neurons of layer ``layer`` (the post neurons of LearningDense ``layer``) for rule
+    'loihi2': soft reset, v cleared at each run's start; sends its spikes (0 or ``one``) and, as
+    the next layer's last input, ``one`` while a sample runs (the bias input). Its learning
+    factors for LearningDense ``layer``: y2 = 32 on the last step of a sample's plain run, y3 = 32
+    on the last step of its perturbed run, y1 = d (from ``d_in``) in the update step. Layer l
+    sees the stream's control vector l + 1 steps late for its voltage (each LearningDense delays
+    by a step) and l steps late for y2 / y3 (the learning phase acts on the next step's weights)."""
+
+    def __init__(self, *, cfg: FixedNetConfig, layer: int, shape: tuple[int], learning_rule: Loihi3FLearningRule,
+                 name: str | None = None) -> None:
+        super().__init__(shape=shape, learning_rule=learning_rule, name=name, cfg=cfg, layer=int(layer))
+        self.a_in = InPort(shape=shape)
+        self.ctrl_in = InPort(shape=(PCTRL_SIZE,))
+        self.d_in = InPort(shape=(1,))
+        self.s_out = OutPort(shape=(shape[0] + 1,))
+        self.v = Var(shape=shape, init=0)
+
+
+class WeightPerturbLoss(LearningNeuronProcess, AbstractProcess):
+    """Readout and loss neurons for rule 'loihi2' (the post neurons of the last LearningDense): sums
+    the readout over each run of a sample (the stream's control and target ``n_layers`` steps late),
+    adds ``e^2`` of the perturbed run minus ``e^2`` of the plain run to D, and in the update step
+    sends ``d = clip(round(D g / 2^shift), -127, 127)`` to every hidden neuron and as its own y1,
+    then clears D. ``gain`` = (g, shift), written by the host before each batch, carries the
+    learning-rate schedule. ``sum_e2`` and ``samples`` count the training loss."""
+
+    def __init__(self, *, cfg: FixedNetConfig, learning_rule: Loihi3FLearningRule, gain: tuple[int, int],
+                 name: str | None = None) -> None:
+        n_out = cfg.sizes[-1]
+        super().__init__(shape=(n_out,), learning_rule=learning_rule, name=name, cfg=cfg)
+        self.y_in = InPort(shape=(n_out,))
+        self.target_in = InPort(shape=(n_out,))
+        self.ctrl_in = InPort(shape=(PCTRL_SIZE,))
+        self.d_out = OutPort(shape=(1,))
+        self.y_acc = Var(shape=(n_out,), init=0)
+        self.D = Var(shape=(1,), init=0)
+        self.gain = Var(shape=(2,), init=np.array(gain, dtype=np.int64))
         self.sum_e2 = Var(shape=(1,), init=0)
         self.samples = Var(shape=(1,), init=0)

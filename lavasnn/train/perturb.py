@@ -406,6 +406,8 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
                                    overrides, hidden)
     if limit is not None:
         raise UserError("--limit applies to fixed-point runs (--precision fixed or --backend lava-sim)")
+    if (overrides or {}).get("rule") is not None:
+        raise UserError("--rule applies to fixed-point runs (--precision fixed or --backend lava-sim)")
     if epochs is not None and epochs < 1:
         raise UserError(f"epochs must be >= 1, got {epochs}")
     if resume is not None:

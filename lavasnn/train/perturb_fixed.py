@@ -38,7 +38,9 @@ LAVA_LIMIT = 400
 # these settings were chosen for; --hidden changes it.
 # lava-sim trains on LAVA_LIMIT samples, so it takes smaller batches to make as many updates.
 # weight: 0.03 of 0.003 / 0.01 / 0.03 / 0.05 (full grid: 0.63 / 0.59 / 0.41 / - after 5 epochs,
-# 0.356 / 0.365 for 0.03 / 0.05 after 15). The surrogate's width (FixedNetConfig.surrogate_width,
+# 0.356 / 0.365 for 0.03 / 0.05 after 15); the same lr for rule 'loihi2' (full grid, 15 epochs, seed 0:
+# 0.576 / 0.287 / 0.270 at 0.01 / 0.03 / 0.1; at 0.01 the third factors shrink to a few units, where the
+# learning engine's floor bias weighs, at 0.1 nearly half saturate at 127). The surrogate's width (FixedNetConfig.surrogate_width,
 # 0.05 vth) was chosen over 0.3 / 0.15 / 0.1 by 15-epoch layer-wise runs: rel L2 0.068 / 0.071 /
 # 0.069 / 0.061 and 2.34 / 2.23 / 1.94 / 1.49 M synaptic events per step (a narrower window
 # leaves fewer non-zero graded tangents to send); global 0.126 / 0.118 at 0.3 / 0.05.
@@ -162,7 +164,7 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
             "epoch": epoch + 1, "updates": n_updates, "rng_state": states[epoch - start_epoch], "history": history,
             "subset": subset.tolist(), "train_seconds": train_seconds})
         metrics = {"rel_l2": err, "task": task, "mode": cfg.mode, "grad": "none" if cfg.mode == "weight" else cfg.grad,
-                   "backend": backend, "directions": cfg.directions,
+                   "backend": backend, "directions": cfg.directions, "rule": cfg.rule,
                    "precision": "fixed", "steps": n_updates, "forward_passes_per_step": cost.forward_passes,
                    "macs_per_step": cost.macs, "seconds_per_step": train_seconds / n_updates,
                    "n_params": sum(p.numel() for l in layers for p in l), "train_samples": len(subset),
@@ -177,9 +179,9 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
     if start_epoch >= n_epochs:
         return runs.load_metrics(run_dir)
     if backend == "lava-sim":
-        from lavasnn.backends.perturb_lava import LavaForwardGrad, steps_per_epoch as lava_steps
+        from lavasnn.backends.perturb_lava import lava_trainer, steps_per_epoch as lava_steps
         log(f"training in Loihi2SimCfg: {lava_steps(cfg, len(subset))} Lava steps per epoch")
-        lava = LavaForwardGrad(cfg, layers, x_train.numpy(), y_train, orders, updates)
+        lava = lava_trainer(cfg, layers, x_train.numpy(), y_train, orders, updates)
         clock = [time.perf_counter()]
 
         def on_epoch(i, new_layers, loss, n_updates):
