@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(VENV)/bin/lavasnn crosscheck neurons --steps 40
 	$(VENV)/bin/lavasnn crosscheck biograd --samples 8
 	$(VENV)/bin/lavasnn crosscheck perturb
-	$(VENV)/bin/lavasnn crosscheck perturb --mode weight --rule loihi2
+	$(VENV)/bin/lavasnn crosscheck perturb --rule loihi2
 	rm -rf $(DEMO_RUN)
 	$(VENV)/bin/lavasnn train biograd --data digits --hidden 64 --epochs 3 --batch 32 \
 		--sleep-batch 32 --lr 5e-3 --out $(DEMO_RUN)

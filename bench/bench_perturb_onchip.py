@@ -6,7 +6,8 @@ Writes ``bench/results/perturb_onchip.json`` with
   engine on the whole 100 x 100 grid, per mode (layer-wise, global, weight perturbation, and
   layer-wise with Stein's derivative, ``layerwise-stein``, activity perturbation, ``activity``, and
   layer-wise and activity with four draws per update, ``layerwise-k4`` and ``activity-k4``, and
-  weight perturbation with Lava's LearningDense, ``weight-loihi2``):
+  weight perturbation, layer-wise and global forward gradients with Lava's LearningDense,
+  ``weight-loihi2``, ``layerwise-loihi2``, ``global-loihi2``):
   relative L2 error, seconds per step, and the synaptic operations of one training step on an
   event-driven chip (spikes and non-zero tangents times fan-out, both runs of a sample for weight
   perturbation, plus one update per synapse) against backprop's dense MACs;
@@ -16,8 +17,8 @@ Writes ``bench/results/perturb_onchip.json`` with
   whole grid, Lava steps per second and samples per second of both; ``lava_stein`` the same
   with Stein's derivative (``--lava-grad stein``), ``lava_activity`` with activity perturbation
   (``--lava-mode activity``), ``lava_activity_k4`` with four draws per update (``--lava-directions 4``),
-  ``lava_weight_loihi2`` weight perturbation in Loihi 2's learning-engine form (``--lava-mode weight
-  --lava-rule loihi2``).
+  ``lava_loihi2`` and ``lava_weight_loihi2`` layer-wise forward gradients and weight perturbation in
+  Loihi 2's learning-engine form (``--lava-rule loihi2 [--lava-mode weight]``).
 
 Usage: ``python bench/bench_perturb_onchip.py [--epochs 15] [--lava-limit 400] [--lava-epochs 10]
 [--skip-full | --skip-lava] [--engine-runs NAME ..] [--lava-grad stein] [--lava-mode activity|weight]
@@ -84,7 +85,9 @@ def lava_vs_engine(limit: int, epochs: int, seed: int, workdir: Path, mode: str,
 ENGINE_RUNS = {"layerwise": ("layerwise", "surrogate", 1, "exact"), "global": ("global", "surrogate", 1, "exact"),
                "weight": ("weight", "surrogate", 1, "exact"), "layerwise-stein": ("layerwise", "stein", 1, "exact"),
                "activity": ("activity", "surrogate", 1, "exact"), "layerwise-k4": ("layerwise", "surrogate", 4, "exact"),
-               "activity-k4": ("activity", "surrogate", 4, "exact"), "weight-loihi2": ("weight", "surrogate", 1, "loihi2")}
+               "activity-k4": ("activity", "surrogate", 4, "exact"), "weight-loihi2": ("weight", "surrogate", 1, "loihi2"),
+               "layerwise-loihi2": ("layerwise", "surrogate", 1, "loihi2"),
+               "global-loihi2": ("global", "surrogate", 1, "loihi2")}
 
 
 def engine_full(names: list[str], epochs: int, seed: int, workdir: Path) -> dict:
@@ -106,7 +109,8 @@ def synaptic_events(run: Path) -> dict:
     """Synaptic operations of one training step (batch 100) on an event-driven chip, with the
     trained weights, against the dense multiply-accumulates of a backprop step. The update is one
     operation per synapse and draw (``sum_j d_j u_j``); activity mode adds one per synapse, sample
-    and draw (``grad += d_b elig``), rule 'loihi2' two per synapse and sample (``w += t``, ``w -= t``)."""
+    and draw (``grad += d_b elig``); rule 'loihi2' two per synapse and sample in weight mode (``w += t``,
+    ``w -= t``) and, in the forward-gradient modes, one per synapse of every tangent copy."""
     arrays, attrs = runs.load_checkpoint(run)
     c = attrs["config"]
     cfg = pf.FixedNetConfig(**{**c, "sizes": tuple(c["sizes"]), "fmt": pf.FixedFormat(**c["fmt"])})
@@ -119,8 +123,10 @@ def synaptic_events(run: Path) -> dict:
     bp = step_cost("bp", task.ops(cfg.batch), n_params, cfg.n_layers).macs
     activity = cfg.mode == "activity"
     update = n_params * cfg.directions * (cfg.batch if activity else 1) + (n_params if activity else 0)
-    if cfg.rule == "loihi2":  # the learning engine also adds and removes each sample's perturbation
+    if cfg.rule == "loihi2" and cfg.mode == "weight":  # the learning engine also adds and removes each sample's perturbation
         update += 2 * n_params * cfg.batch
+    elif cfg.rule == "loihi2":  # the tangents' copies of layers 1.. learn too, one copy per direction
+        update += cfg.n_dirs * sum(int(np.prod(a.shape)) for l in range(1, cfg.n_layers) for a in arrays[f"layer{l}"])
     total = events["forward"] + events["tangent"] + update
     return {**events, "update": update, "total": total, "bp_dense_macs": bp, "saving_vs_bp": 1 - total / bp}
 
@@ -142,7 +148,7 @@ def main() -> None:
     ap.add_argument("--lava-mode", choices=["layerwise", "activity", "weight"], default="layerwise",
                     help="mode of the Lava run (activity: written to `lava_activity`, weight: to `lava_weight`)")
     ap.add_argument("--lava-rule", choices=["exact", "loihi2"], default="exact",
-                    help="rule of the Lava run (loihi2, with --lava-mode weight: written to `lava_weight_loihi2`)")
+                    help="rule of the Lava run (loihi2: written to `lava_loihi2`, `lava_weight_loihi2`, ...)")
     ap.add_argument("--lava-directions", type=int, default=1, help="draws per update in the Lava run")
     ap.add_argument("--engine-runs", nargs="+", choices=list(ENGINE_RUNS), default=list(ENGINE_RUNS),
                     help="full-grid engine runs to train (the others keep their figures)")

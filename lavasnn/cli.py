@@ -96,7 +96,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     given = _given(args, sorted(set().union(*CROSSCHECK_OPTIONS.values()) - CROSSCHECK_OPTIONS[args.what]))
     if given:
         raise UserError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to crosscheck {args.what} "
-                        f"(it takes {', '.join('--' + d.replace('_', '-') for d in sorted(CROSSCHECK_OPTIONS[args.what]))}, "
+                        f"(it takes {', '.join(sorted(_flag(d) for d in CROSSCHECK_OPTIONS[args.what]))}, "
                         "--seed, --json)")
     _fill_defaults(args, CROSSCHECK_DEFAULTS)
     if args.what == "neurons":
@@ -110,7 +110,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         from lavasnn.crosscheck_perturb import crosscheck_perturb
         report = crosscheck_perturb(samples=args.samples or 24, mode=args.mode, seed=args.seed, grad=args.grad,
                                     directions=args.directions, rule=args.perturb_rule)
-        keys = ("weight_mismatches",)
+        keys = ("weight_mismatches", "tangent_copy_mismatches")
     else:
         report = crosscheck.crosscheck_biograd(samples=args.samples or 8, seed=args.seed, precision=args.precision,
                                                sleep=not args.no_sleep)
@@ -143,8 +143,13 @@ PERTURB_RUN_OPTIONS = (*PERTURB_DEFAULTS, "precision", "limit", "hidden", "lr", 
 def _given(args: argparse.Namespace, options) -> list[str]:
     """The options of ``options`` (dest names) set on the command line: their defaults are None
     (or False for flags), so a value equal to the documented default still counts as given."""
-    return ["--rule" if d in ("biograd_rule", "perturb_rule") else f"--{d.replace('_', '-')}" for d in options
+    return [_flag(d) for d in options
             if getattr(args, d) is not None and getattr(args, d) is not False]  # `is`: --seed 0 counts
+
+
+def _flag(dest: str) -> str:
+    """The command-line option of an argparse dest name."""
+    return "--rule" if dest in ("biograd_rule", "perturb_rule") else f"--{dest.replace('_', '-')}"
 
 
 def _fill_defaults(args: argparse.Namespace, defaults: dict) -> None:
@@ -264,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--directions", type=_positive_int, default=None,
                    help="perturb only: independent draws per update (default 1; not with --mode weight)")
     p.add_argument("--rule", dest="perturb_rule", choices=["exact", "loihi2"], default=None,
-                   help="perturb only: exact (default) or loihi2, weight perturbation with Lava's own LearningDense "
-                        "(with --mode weight)")
+                   help="perturb only: exact (default) or loihi2, every weight change made by Lava's own "
+                        "LearningDense (--mode weight, global or layerwise)")
     p.add_argument("--precision", choices=["fixed", "float"], default=None, help="biograd only (default fixed)")
     p.add_argument("--no-sleep", action="store_true", help="biograd only")
     p.add_argument("--seed", type=_seed, default=0)
@@ -330,9 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "times the step's forward-mode work (on chip: tangent compartments per direction; "
                         "default 1, the paper's rule)")
     p.add_argument("--rule", dest="perturb_rule", choices=["exact", "loihi2"], default=None,
-                   help="fixed point, --mode weight: exact (default; synapses with their own random directions) or "
-                        "loihi2 (Lava's LearningDense: the host writes each batch's perturbation into the tags, "
-                        "the learning engine adds, removes and updates)")
+                   help="fixed point: exact (default; synapses with their own random directions) or loihi2 "
+                        "(--mode weight, global or layerwise: every weight change made by Lava's LearningDense, the "
+                        "host writing each batch's direction into the tags)")
     p.add_argument("--hidden", type=_int_list, default=None,
                    help="hidden layer widths, e.g. 64,64 (operators: of the branch and every trunk); default: "
                         "the task's (Mexican hat 128,128 in float, 32,32 on chip; other tasks 32,32)")

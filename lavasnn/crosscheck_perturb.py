@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from lavasnn.data import sciml
-from lavasnn.engine import learning_engine as le
 from lavasnn.engine import perturb_fixed as pf
 from lavasnn.errors import UserError
 from lavasnn.models.operator import SpikingMLP
@@ -22,13 +21,13 @@ from lavasnn.models.operator import SpikingMLP
 def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, steps: int = 8, batch: int = 5,
                        mode: str = "layerwise", seed: int = 0, grad: str = "surrogate", input_lr_scale: float = 1.0,
                        lr: float | None = None, directions: int = 1, rule: str = "exact") -> dict:
-    """Train both executors; ``weight_mismatches`` counts differing integers (must be 0) and
+    """Train both executors; ``weight_mismatches`` counts differing integers (must be 0; so must
+    ``tangent_copy_mismatches``, rule 'loihi2''s tangent synapses against the weights) and
     ``weights_changed`` how many training changed (shows the check is not vacuous). ``lr``
     defaults to 0.05, and to 0.2 in activity mode, whose training default is also the larger
     (:data:`lavasnn.train.perturb_fixed.FIXED_TRAIN`), so that most weights move (rule 'loihi2':
-    0.002, at which most third factors d stay within their 7 bits). ``rule`` 'loihi2'
-    (weight mode): Lava's own LearningDense against the engine's model of it; both start from the
-    weights with their lowest bit dropped, as LearningDense does when a run starts."""
+    0.002, at which most third factors d stay within their 7 bits). ``rule`` 'loihi2': Lava's own
+    LearningDense against the engine's model of it."""
     from lavasnn.backends.perturb_lava import lava_trainer
 
     if samples < 1 or epochs < 1 or hidden < 1 or steps < 1 or batch < 1:
@@ -42,8 +41,6 @@ def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, step
     cfg = pf.FixedNetConfig((2, hidden, hidden, 1), steps=steps, mode=mode, lr=lr, batch=batch, seed=seed, grad=grad,
                             input_lr_scale=input_lr_scale, directions=directions, rule=rule)
     init = pf.quantize_params(SpikingMLP(cfg.sizes).init(rng))
-    if rule == "loihi2":
-        init = [pf.split_augmented(le.truncate_mixed(pf.augmented(layer))) for layer in init]
     orders = [rng.permutation(len(x)) for _ in range(epochs)]
 
     engine = pf.FixedForwardGradEngine(cfg, init)
@@ -59,7 +56,8 @@ def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, step
         lava_losses.append(loss)
         lava_layers[:] = layers
 
-    lava_trainer(cfg, init, x, y, orders).run(on_epoch)
+    lava = lava_trainer(cfg, init, x, y, orders)
+    lava.run(on_epoch)
     mismatches = changed = total = 0
     for e, l, i in zip(engine.layers, lava_layers, init):
         for a, b, a0 in zip(e, l, i):
@@ -70,5 +68,7 @@ def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, step
             "batch": batch, "seed": seed, "lr": cfg.lr, "input_lr_scale": input_lr_scale, "directions": directions,
             "rule": rule, "updates": engine.updates,
             "weight_mismatches": mismatches,
+            # rule 'loihi2', forward gradients: the tangents' synapse copies against the weights (in Lava)
+            "tangent_copy_mismatches": getattr(lava, "copy_mismatches_at_end", 0),
             "weights_changed": changed, "parameters": total, "engine_train_loss": engine_losses,
             "lava_train_loss": lava_losses}

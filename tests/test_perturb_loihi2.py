@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -17,74 +18,100 @@ from lavasnn.models.operator import NeuronConfig, SpikingMLP
 
 @pytest.mark.parametrize("r", [0.0, 0.5, 0.999])
 def test_learning_engine_adds_and_removes_the_perturbation_exactly(r):
-    fmt = pf.FixedFormat()
-    y = pf.perturb_y(fmt)
+    e = pf.FixedNetConfig((2, 4, 1), mode="weight", rule="loihi2").learning_exp
+    y = 2 ** -e
+    assert y <= 127  # fits the 7-bit y2 / y3
     w = torch.tensor([[0, 250, -250, 100, -3]])
-    p = torch.tensor([[5, 10, -10, -7, 31]])
-    t = p << fmt.le_tag_shift
-    moved = le.weight_perturbation_step(w, t, 0, y, 0, 0, r)
-    assert moved.tolist() == [[5, 255, -256, 93, 28]]  # 250 + 10 and -250 - 10 clip
-    restored = le.weight_perturbation_step(moved, t, 0, 0, y, 0, r)
-    assert restored.tolist() == [[0, 245, -246, 100, -3]]  # clipped ones come back short of w
-    assert le.weight_perturbation_step(restored, t, 0, y, 0, 0, r).tolist() == moved.tolist()
+    t = torch.tensor([[5, 7, -7, -7, 1]]) << le.TAG_SHIFT
+    moved = le.perturbation_rule_step(w, t, y, 0, e, r)
+    assert moved.tolist() == [[5, 255, -256, 93, -2]]  # 250 + 7 and -250 - 7 clip
+    restored = le.perturbation_rule_step(moved, t, 0, y, e, r)
+    assert restored.tolist() == [[0, 248, -249, 100, -3]]  # the clipped ones come back short of w
+    assert le.perturbation_rule_step(restored, t, y, 0, e, r).tolist() == moved.tolist()
+    assert le.perturbation_rule_step(w, t, 0, 0, e, r).tolist() == w.tolist()
 
 
-def test_update_is_minus_d_t_with_the_hidden_shift_and_shared_rounding():
-    """dw = -2^e floor(d t / 32) / 128 on average over the step's random number (e = -7)."""
-    t = torch.tensor([[40, -40, 124, 0, 8]])
-    w = torch.zeros_like(t)
-    d = 37
+def test_update_is_minus_d_q_rounded_with_the_steps_one_random_number():
+    """With the tag q << 5 the products are exact: dw = SR(2^e (y2 - y3) q), unbiased over r."""
+    q = torch.tensor([[5, -5, 7, 0, 1]])
+    t, w = q << le.TAG_SHIFT, torch.zeros_like(q)
+    d, e = 37, -7
+    y2, y3 = pf.loihi2_factors(d)
+    assert (y2, y3) == (0, 37) and pf.loihi2_factors(-5) == (5, 0)
     rs = np.linspace(0.0005, 0.9995, 1000)
-    mean = torch.stack([le.weight_perturbation_step(w, t, d, 0, 0, -7, float(r)) for r in rs]).double().mean(dim=0)
-    expected = torch.floor(-d * t.double() / 32) / 128
-    assert torch.allclose(mean, expected, atol=2e-3)
-    one = le.weight_perturbation_step(w, t, d, 0, 0, -7, 0.3)
-    assert bool(((one - expected).abs() < 1).all())  # one r rounds every synapse to floor or ceil
-    assert one.tolist() == [[0, 1, -1, 0, 0]]  # -47, 46, -144, 0, -10 (in 1/128) rounded up where frac > r = 0.3
+    mean = torch.stack([le.perturbation_rule_step(w, t, y2, y3, e, float(r)) for r in rs]).double().mean(dim=0)
+    assert torch.allclose(mean, -d * q.double() / 128, atol=2e-3)
+    one = le.perturbation_rule_step(w, t, y2, y3, e, 0.3)
+    assert one.tolist() == [[-1, 2, -2, 0, 0]]  # -185, 185, -259, 0, -37 (in 1/128) rounded up where frac > r = 0.3
 
 
-def test_tag_holds_the_perturbation_shifted_within_nine_bits():
-    fmt = pf.FixedFormat()
+def test_tag_holds_the_direction_exactly_within_nine_bits():
     cfg = pf.FixedNetConfig((2, 8, 1), mode="weight", rule="loihi2")
     u = pf.direction(cfg, 0, 0, (8, 2))
-    tag = pf.weight_tag(u, fmt)
-    assert tag.shape == (8, 3)
-    assert bool((tag % (1 << fmt.le_tag_shift) == 0).all())
-    assert int(tag.abs().max()) <= le.TAG_RANGE[1]
-    moved = pf.perturbed_layer(pf.LayerParams(torch.zeros(8, 2, dtype=torch.int64), torch.zeros(8, dtype=torch.int64)),
-                               u, fmt)
-    assert torch.equal((pf.perturb_y(fmt) * tag) >> 5, pf.augmented(moved))  # the exact rule's perturbation
+    tag = pf.loihi2_tag(u)
+    q = pf.loihi2_direction(u)
+    assert tag.shape == (8, 3) and torch.equal(tag >> le.TAG_SHIFT, pf.augmented(q))
+    assert int(tag.abs().max()) <= le.TAG_RANGE[1] and int(pf.augmented(q).abs().max()) <= le.DIRECTION_MAX
+    assert torch.equal(pf.augmented(q), torch.clamp(torch.round(pf.augmented(u) / 64), -7, 7).to(torch.int64))
+    big = pf.LayerParams(torch.tensor([[510, -510, 470]]), torch.tensor([-470]))
+    assert pf.loihi2_direction(big).weights.tolist() == [[7, -7, 7]]  # 8, -8 and 7.3 clip or round to 7
+    assert 5.0 < pf.LOIHI2_DIR_VAR < 5.6  # (148 / 64)^2 plus the rounding's 1/12
 
 
 def test_third_factor_carries_the_learning_rate():
-    """The update -2^e d t / 32 equals -lr (L(w + p) - L(w)) p / sigma_p^2 up to d's rounding."""
-    cfg = pf.FixedNetConfig((2, 8, 1), mode="weight", rule="loihi2", lr=0.01, batch=10, steps=8,
+    """Averaged over the loss neuron's rounding, the update -2^e d q is -lr (L(w + p) - L(w)) p / sigma_p^2
+    (weight units; three outputs), and the learning-rate decay scales d."""
+    cfg = pf.FixedNetConfig((2, 8, 3), mode="weight", rule="loihi2", lr=0.01, batch=10, steps=8,
                             lr_decay=0.5, updates_per_epoch=3)
     f = cfg.fmt
-    D = 3_000_000
-    d = pf.loihi2_third_factor(D, pf.loihi2_gain(cfg, 0))
-    delta_loss = D / (cfg.batch * cfg.steps ** 2 * 2 ** (2 * f.v_frac))
-    sigma2 = pf.DIR_VAR / 2 ** (2 * f.sigma_shift + 2 * f.w_frac)
-    p = 1 / 2 ** f.w_frac
-    real = cfg.lr * delta_loss * p / sigma2 * 2 ** f.w_frac  # in weight units, per unit perturbation p = 1
-    assert d * 2 ** (f.le_lr_exp + f.le_tag_shift) / 32 == pytest.approx(real, rel=0.02)
-    assert pf.loihi2_third_factor(D, pf.loihi2_gain(cfg, 3)) == pytest.approx(d / 2, abs=1)  # lr halves after an epoch
-    assert pf.loihi2_third_factor(100 * D, pf.loihi2_gain(cfg, 0)) == 127
-    assert pf.loihi2_third_factor(-100 * D, pf.loihi2_gain(cfg, 0)) == -127
+    D = 4_000_000  # the summed e_pert^2 - e^2 in the readout's units (T 2^v_frac)^2
+    rs = np.linspace(0.0005, 0.9995, 2000)
+    d_mean = np.mean([pf.loihi2_third_factor(D, pf.loihi2_gain(cfg, 0), float(r)) for r in rs])
+    delta_loss = D / (cfg.batch * 3 * cfg.steps ** 2 * 2 ** (2 * f.v_frac))
+    p = 3  # weight units
+    real_step = -cfg.lr * delta_loss * (p / 2 ** f.w_frac) / (pf.LOIHI2_DIR_VAR / 2 ** (2 * f.w_frac)) * 2 ** f.w_frac
+    w = torch.zeros(1, 1, dtype=torch.int64)
+    t = torch.tensor([[p]]) << le.TAG_SHIFT
+    step = np.mean([float(le.perturbation_rule_step(w, t, *pf.loihi2_factors(round(d_mean)), cfg.learning_exp,
+                                                    float(r))) for r in rs])
+    assert step == pytest.approx(real_step, rel=0.03) and step < 0
+    assert -d_mean * 2 ** cfg.learning_exp * p == pytest.approx(real_step, rel=1e-3)  # d > 0 lowers w
+    d_later = np.mean([pf.loihi2_third_factor(D, pf.loihi2_gain(cfg, 3), float(r)) for r in rs])
+    assert d_later == pytest.approx(d_mean / 2, rel=1e-3)  # lr halves after an epoch
+    assert pf.loihi2_third_factor(100 * D, pf.loihi2_gain(cfg, 0), 0.5) == 127
+    assert pf.loihi2_third_factor(-100 * D, pf.loihi2_gain(cfg, 0), 0.5) == -127
 
 
-def test_rule_needs_weight_perturbation():
-    with pytest.raises(UserError, match="use it with --mode weight"):
-        pf.FixedNetConfig((2, 8, 1), mode="layerwise", rule="loihi2")
+def test_rule_takes_what_the_learning_engine_can_do():
+    with pytest.raises(UserError, match="takes --mode weight, global or layerwise, not activity"):
+        pf.FixedNetConfig((2, 8, 1), mode="activity", rule="loihi2")
+    with pytest.raises(UserError, match="not --grad stein or --directions > 1"):
+        pf.FixedNetConfig((2, 8, 1), mode="layerwise", rule="loihi2", directions=2)
+    with pytest.raises(UserError, match="--input-lr-scale needs --mode layerwise"):
+        pf.FixedNetConfig((2, 8, 1), mode="global", rule="loihi2", input_lr_scale=3.0)
     with pytest.raises(UserError, match="rule 'hash' is not one of"):
         pf.FixedNetConfig((2, 8, 1), mode="weight", rule="hash")
+
+
+def test_forward_gradient_tangents_follow_the_exact_rule():
+    """The learning-dense tangent (direction q = round(u / 64) on the start synapses, shifts applied per
+    Dense) points where the exact rule's does: cosine above 0.98, same size within 10 %."""
+    fmt = pf.FixedFormat()
+    cfg = pf.FixedNetConfig((6, 16, 1), mode="layerwise", rule="loihi2")
+    u = pf.direction(cfg, 0, 3, (16, 6))
+    x = torch.as_tensor(np.random.default_rng(0).integers(-128, 129, (50, 6)))
+    zero = pf.LayerParams(torch.zeros(16, 6, dtype=torch.int64), torch.zeros(16, dtype=torch.int64))
+    exact = pf.dense_step(zero, pf.weight_tangent(u, x, fmt)[None], x, torch.zeros(1, 50, 6, dtype=torch.int64),
+                          fmt)[1][0].double().flatten()
+    learned = pf.loihi2_tangent(pf.loihi2_direction(u), x, fmt).double().flatten()
+    assert float(learned @ exact / (learned.norm() * exact.norm())) > 0.98
+    assert float(learned.norm() / exact.norm()) == pytest.approx(1.0, abs=0.1)
 
 
 def test_engine_training_lowers_the_loss():
     model = SpikingMLP((2, 16, 16, 1), NeuronConfig(steps=16, dv=410 / 4096))
     cfg = pf.FixedNetConfig(model.sizes, mode="weight", rule="loihi2", lr=0.01, batch=50, seed=1)
     engine = pf.FixedForwardGradEngine(cfg, pf.quantize_params(model.init(np.random.default_rng(1))))
-    assert all(bool((pf.augmented(l) % 2 == 0).all()) for l in engine.layers)  # LearningDense drops the LSB
     rng = np.random.default_rng(3)
     x = torch.as_tensor(rng.uniform(-1, 1, (200, 2)))
     y = torch.exp(-3 * (x ** 2).sum(dim=1, keepdim=True))
@@ -96,6 +123,19 @@ def test_engine_training_lowers_the_loss():
     assert float(((engine.predict(x) - y) ** 2).mean()) < 0.5 * before
 
 
+@pytest.mark.parametrize("mode", ["layerwise", "global"])
+def test_forward_gradients_with_learning_dense_match_the_engine(mode):
+    """Both synapse groups of every layer learn in Lava's LearningDense; the tangent copies stay equal
+    to the weights, and the first layer learns too (its direction's tangent crossed two layers)."""
+    from lavasnn.crosscheck_perturb import crosscheck_perturb
+
+    report = crosscheck_perturb(mode=mode, rule="loihi2")
+    assert report["weight_mismatches"] == 0 and report["tangent_copy_mismatches"] == 0
+    assert report["engine_train_loss"] == pytest.approx(report["lava_train_loss"], rel=1e-12)
+    first_layer = (report["sizes"][0] + 1) * report["sizes"][1]
+    assert report["weights_changed"] > report["parameters"] - first_layer
+
+
 def test_lava_learning_dense_and_engine_end_with_identical_weights():
     from lavasnn.crosscheck_perturb import crosscheck_perturb
 
@@ -103,35 +143,34 @@ def test_lava_learning_dense_and_engine_end_with_identical_weights():
     assert report["updates"] == 6 and report["rule"] == "loihi2"
     assert report["weight_mismatches"] == 0
     assert report["weights_changed"] > report["parameters"] // 2
-    assert report["engine_train_loss"] == report["lava_train_loss"]
+    assert report["engine_train_loss"] == pytest.approx(report["lava_train_loss"], rel=1e-12)
 
 
-@pytest.fixture
-def small_npz(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (60, 2))
-    y = np.sin(2 * x[:, :1]) * x[:, 1:]
-    path = tmp_path / "data.npz"
-    np.savez(path, x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
-    return path
+def _checkpoint(run) -> dict:
+    with h5py.File(run / "checkpoint.h5") as f:
+        return {f"{g}/{k}": f[g][k][()] for g in f for k in f[g]}
 
 
 def test_cli_trains_in_lava_as_in_the_engine_and_resumes(small_npz, tmp_path):
+    """A run and a resumed run: Lava and the engine end on the same integers. A resumed run starts
+    Lava's rounding streams afresh (in the engine too), so it need not equal an unbroken run."""
     common = ["train", "perturb", "--task", f"npz:{small_npz}", "--mode", "weight", "--rule", "loihi2", "--no-progress",
               "--hidden", "6,6", "--batch", "10", "--lr", "0.005"]
-    assert main([*common, "--backend", "lava-sim", "--epochs", "2", "--out", str(tmp_path / "lava")]) == 0
-    assert main([*common, "--precision", "fixed", "--epochs", "2", "--out", str(tmp_path / "engine")]) == 0
-    lava = json.loads((tmp_path / "lava" / "metrics.json").read_text())
-    engine = json.loads((tmp_path / "engine" / "metrics.json").read_text())
-    assert lava["rule"] == engine["rule"] == "loihi2" and lava["steps"] == 8
-    assert lava["rel_l2"] == engine["rel_l2"] and lava["train_loss"] == engine["train_loss"]
+    for backend in (["--backend", "lava-sim"], ["--precision", "fixed"]):
+        name = backend[1]
+        assert main([*common, *backend, "--epochs", "1", "--out", str(tmp_path / name)]) == 0
+        assert main(["train", "perturb", "--resume", str(tmp_path / name), "--epochs", "2", "--no-progress"]) == 0
+    lava = json.loads((tmp_path / "lava-sim" / "metrics.json").read_text())
+    engine = json.loads((tmp_path / "fixed" / "metrics.json").read_text())
+    assert lava["rule"] == engine["rule"] == "loihi2" and lava["steps"] == engine["steps"] == 8
     assert lava["lava_steps_per_epoch"] == 2 * 16 * 40 + 4 * 4  # two runs of T = 16 per sample; L + 1 per batch
-    assert main(["train", "perturb", "--resume", str(tmp_path / "engine"), "--epochs", "3", "--no-progress"]) == 0
-    assert json.loads((tmp_path / "engine" / "metrics.json").read_text())["steps"] == 12
+    a, b = _checkpoint(tmp_path / "lava-sim"), _checkpoint(tmp_path / "fixed")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert lava["rel_l2"] == engine["rel_l2"]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--precision", "fixed", "--mode", "layerwise", "--rule", "loihi2"], "use it with --mode weight"),
+    (["--precision", "fixed", "--mode", "activity", "--rule", "loihi2"], "takes --mode weight, global or layerwise"),
     (["--mode", "weight", "--rule", "loihi2"], "--rule applies to fixed-point runs"),
 ])
 def test_cli_refuses_the_rule_where_it_does_not_apply(args, message, tmp_path, capsys):
@@ -155,15 +194,15 @@ def test_lava_and_engine_agree_where_the_perturbation_saturates(monkeypatch):
     monkeypatch.setattr(pf, "quantize_params", lambda params, fmt=pf.FixedFormat(): [
         pf.LayerParams(*(torch.clamp(p * 8, pf.W_MIN, pf.W_MAX) for p in layer)) for layer in quantize(params, fmt)])
     clipped = []
-    step = le.weight_perturbation_step
+    step = le.perturbation_rule_step
 
-    def spy(w, t, y1, y2, y3, lr_exp, r):
-        out = step(w, t, y1, y2, y3, lr_exp, r)
-        if y2:
-            clipped.append(int((out != w + (t >> pf.FixedFormat().le_tag_shift)).sum()))
+    def spy(w, t, y2, y3, exp, r):
+        out = step(w, t, y2, y3, exp, r)
+        if y2 == 2 ** -exp and y3 == 0:  # the step that adds the perturbation
+            clipped.append(int((out != w + (t >> le.TAG_SHIFT)).sum()))
         return out
 
-    monkeypatch.setattr(le, "weight_perturbation_step", spy)
+    monkeypatch.setattr(le, "perturbation_rule_step", spy)
     report = crosscheck_perturb(samples=7, epochs=2, hidden=4, steps=4, batch=3, mode="weight", rule="loihi2")
     assert sum(clipped) > 0
     assert report["weight_mismatches"] == 0 and report["engine_train_loss"] == report["lava_train_loss"]

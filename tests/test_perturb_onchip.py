@@ -284,16 +284,6 @@ def test_lava_and_engine_end_with_identical_weights(mode, grad, scale, draws):
     assert report["engine_train_loss"] == report["lava_train_loss"]
 
 
-@pytest.fixture
-def small_npz(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (60, 2))
-    y = np.sin(2 * x[:, :1]) * x[:, 1:]
-    path = tmp_path / "data.npz"
-    np.savez(path, x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
-    return path
-
-
 @pytest.mark.parametrize("mode", ["layerwise", "activity"])
 def test_fixed_run_resumes_to_the_same_weights(mode, small_npz, tmp_path, capsys):
     common = ["train", "perturb", "--task", f"npz:{small_npz}", "--precision", "fixed", "--no-progress", "--mode", mode]

@@ -253,39 +253,39 @@ def _tag_update(t, x1, y1, y0, p: Loihi2RuleParams, r_syn) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Weight perturbation (Wan, Zhang, Karniadakis 2024) with the direction held in the tag
+# Perturbation learning (Wan, Zhang, Karniadakis 2024) with the direction held in the tag
 # --------------------------------------------------------------------------------------------
 
-PERTURB_Y = 32  # y t >> 5 = t at y = 32: the product y t loses 5 bits (7 + 9 + 4 - 15)
-THIRD_FACTOR_MAX = TRACE_MAX  # the update's y1 = d is a signed 7-bit factor, [-127, 127] here
+TAG_SHIFT = 5  # the tag holds p << 5, so y t >> 5 (the product's hidden shift, 7 + 9 + 4 - 15) is exact
+DIRECTION_MAX = TAG_RANGE[1] >> TAG_SHIFT  # |p| <= 7: the tag stays within its 9 bits
 
 
-def weight_perturbation_rule_string(lr_exp: int) -> str:
-    """``dw`` of the rule, for ``Loihi3FLearningRule`` (t_epoch = 1, the tag never changes)."""
-    return f"u0 * y2 * t - u0 * y3 * t - 2^{lr_exp} * u0 * y1 * t"
+def perturbation_rule_string(exp: int) -> str:
+    """``dw`` of the perturbation rule, for ``Loihi3FLearningRule`` (t_epoch = 1; the tag is not learned)::
+
+        dw = 2^exp y0 y2 t - 2^exp y0 y3 t
+
+    Every product is gated by the post neuron's bAP (dependency y0), which the neurons send only
+    in the steps that learn, and y2, y3 >= 0 (a bAP clips them to [0, 127])."""
+    return f"2^{exp} * y0 * y2 * t - 2^{exp} * y0 * y3 * t"
 
 
-def weight_perturbation_step(w: torch.Tensor, t: torch.Tensor, y1, y2, y3, lr_exp: int, r: float) -> torch.Tensor:
-    """One learning epoch of ``dw = y2 t - y3 t - 2^lr_exp y1 t`` in Lava's fixed-point arithmetic
-    (products, accumulator saturation and stochastic rounding with the step's shared random
-    number ``r``, as :func:`learning_step_fixed`); y1..y3 are per post neuron (n_post,) or
-    scalars. With y2 = 32 / 2^k and a tag t divisible by 2^k it returns clip(w + t / 2^k), with
-    y3 = 32 / 2^k clip(w - t / 2^k), whatever r (a saturated accumulator rounds into the clipped
-    range either way); with y1 = d it returns ``w - SR(2^lr_exp floor(d t / 32))`` (the floor is
-    the learning engine's hidden shift: a bias of half a unit per update, which a larger t
-    makes small against the step)."""
-    col = lambda y: torch.as_tensor(y, dtype=torch.int64).reshape(-1, 1)  # noqa: E731
+def perturbation_rule_step(w: torch.Tensor, t: torch.Tensor, y2, y3, exp: int, r: float) -> torch.Tensor:
+    """One learning epoch of :func:`perturbation_rule_string` for post neurons that sent a bAP with
+    y2, y3 (per post neuron (n_post,) or scalars) in Lava's fixed-point arithmetic (products,
+    accumulator saturation, stochastic rounding with the step's shared random number ``r``, as
+    :func:`learning_step_fixed`). With t = p << 5 the products are exact::
+
+        w <- clip(SR(w + 2^exp (y2 - y3) p))
+
+    so y2 = 2^-exp adds p and y3 = 2^-exp removes it exactly (``clip(w + p)``, ``clip(w + p) - p``),
+    whatever r, and y2 / y3 = the negative / positive part of d give ``w - SR(2^exp d p)``."""
+    col = lambda y: torch.clamp(torch.as_tensor(y, dtype=torch.int64), 0, TRACE_MAX).reshape(-1, 1)  # noqa: E731
     trace, tag = FACTOR_BITS["trace"], FACTOR_BITS["tag"]
     acc = w << SYN_SHIFT
-    acc = _saturate_acc(acc + _product(1, ((col(y2), trace), (t, tag)), 1, 0))
-    acc = _saturate_acc(acc + _product(1, ((col(y3), trace), (t, tag)), -1, 0))
-    acc = _saturate_acc(acc + _product(1, ((col(y1), trace), (t, tag)), -1, lr_exp))
+    acc = _saturate_acc(acc + _product(1, ((col(y2), trace), (t, tag)), 1, exp))
+    acc = _saturate_acc(acc + _product(1, ((col(y3), trace), (t, tag)), -1, exp))
     return _round_synaptic(acc, r, *LEARNED_W_RANGE)
-
-
-def truncate_mixed(w: torch.Tensor) -> torch.Tensor:
-    """What Lava's Dense does to 8-bit weights in MIXED sign mode when a run starts: drop the LSB (floor to even)."""
-    return (w >> 1) << 1
 
 
 class SynapticRandom:

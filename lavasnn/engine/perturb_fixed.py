@@ -106,36 +106,55 @@ graded spikes (Loihi 2 has 24-bit payloads); the neuron's tangent compartments a
 surrogate lookup need a microcode neuron with D extra states (Stein's estimate instead of the
 lookup: K random draws and threshold tests per neuron and step, so a random source in that
 neuron program, and K times the neuron's work); the update is a three-factor
-product ``d u`` with the per-synapse u, which the learning engine could read from the tag
-if u were held there (``dw = -2^e y1 * t``, y1 = d). Weight perturbation needs no tangent
+product ``d u`` with the per-synapse u, which the learning engine computes when u is held in
+the tag (rule 'loihi2' below). Weight perturbation needs no tangent
 compartments and no graded spikes inside the network: with the perturbation in the tag, the
 learning engine adds and removes it around a sample's second run and applies the update; only
 the per-synapse direction itself has to come from the host. Rule 'loihi2' does exactly that.
 
-Rule 'loihi2' (``rule``, weight mode only): the synapses are Lava's own ``LearningDense`` with
-the Loihi 3-factor rule (t_epoch = 1; the tag is not learned)::
+Rule 'loihi2' (``rule``; weight, global or layer-wise): every weight change is made by Lava's own
+``LearningDense`` with one Loihi 3-factor rule (t_epoch = 1; the tag is not learned)::
 
-    dw = u0 y2 t - u0 y3 t - 2^e u0 y1 t,     e = le_lr_exp
+    dw = 2^e y0 y2 t - 2^e y0 y3 t          (e = FixedNetConfig.learning_exp: -6 weight, -7 otherwise)
 
-in Lava's fixed-point learning arithmetic (:func:`lavasnn.engine.learning_engine.weight_perturbation_step`).
-The bias is the weight from an always-on input ``one`` (``[W | b]``, :func:`augmented`). Before
-each batch the host writes the tag ``t = p << le_tag_shift`` with p = round(u / 2^sigma_shift)
-(:func:`weight_tag`, the exact rule's perturbation). Each post neuron sends y2 = 32 >> le_tag_shift
-on the last step of a sample's plain run (the engine adds ``(y2 t) >> 5 = p``: ``clip(w + p)``)
-and y3 on the last step of its perturbed run (``clip(w + p) - p``, which is w unless w + p
-clipped). After the batch the loss neuron sends
+in Lava's fixed-point learning arithmetic (:func:`lavasnn.engine.learning_engine.perturbation_rule_step`).
+Every product is gated by the post neuron's bAP (y0), which the neurons send only in the steps
+that learn, and y2, y3 are unsigned 7-bit factors. Before each batch the host writes the tag
+``t = q << 5`` with q = clip(round(u / 64), -7, 7) (:func:`loihi2_direction`, :func:`loihi2_tag`):
+the product ``y t`` loses 5 bits to the learning engine's hidden shift, so with t a multiple of 32
+it is exact, ``dw = 2^e (y2 - y3) q``, rounded stochastically with the step's one shared random
+number (Lava's ``ConnVarRandom``, :class:`~lavasnn.engine.learning_engine.SynapticRandom`). The
+bias is the weight from an always-on input ``one`` (``[W | b]``, :func:`augmented`).
 
-    d = clip(round(D g / 2^shift), -127, 127),   D = sum (e_pert^2 - e^2)
+Weight mode: on the last step of a sample's plain run each post neuron sends a bAP with
+y2 = 2^-e (the engine adds q: ``clip(w + q)``), on the last step of its perturbed run y3 = 2^-e
+(``clip(w + q) - q``, which is w unless w + q clipped). After the batch the loss neuron sends
 
-(:func:`loihi2_third_factor`; g carries the learning-rate schedule, :func:`loihi2_gain`) as y1
-to every synapse, which takes ``w <- SR(w - 2^e floor(d t / 32))`` with the step's one shared
-random number (Lava's ``ConnVarRandom``, :class:`~lavasnn.engine.learning_engine.SynapticRandom`).
-In reals that is ``w <- w - lr (L(w + p) - L(w)) p / sigma_p^2`` with d rounded to 7 bits and
-the floor's bias of half a unit; the tag's shift keeps that bias small against the step. Each
-LearningDense delays its output by one step, so layer l's neurons see the stream's control l + 1
-steps late, send their y2 / y3 l steps late, and a batch ends with L idle steps before the
-update step (:func:`loihi2_batch_steps`). A run starts by dropping every weight's lowest bit (as
-Lava's Dense does in MIXED sign mode), in the engine as in Lava.
+    d = clip(SR(D g / 2^shift), -127, 127),   D = sum (e_pert^2 - e^2)
+
+(:func:`loihi2_third_factor`, stochastic rounding keyed by the update count; g carries the
+learning-rate schedule, :func:`loihi2_gain`), and every neuron sends a bAP with y2 / y3 = the
+negative / positive part of d: ``w <- SR(w - 2^e d q)``, in reals ``w - lr (L(w + p) - L(w)) p /
+sigma_p^2`` with d in 7 bits. Each LearningDense delays its output by one step, so layer l's
+neurons see the stream's control l + 1 steps late, send their add / remove factors l steps late,
+and a batch ends with L idle steps before the update step (:func:`loihi2_batch_steps`).
+
+Global and layer-wise forward gradients (surrogate table, one draw): the tangents need synapses
+the learning engine does not compute, so each layer has up to three synapse groups feeding its
+neurons::
+
+    a      = W x_aug >> a_shift                                       (LearningDense: the weights)
+    a_dot  = (W x_dot >> a_shift) + (2 q x_aug) << start_exp           (:func:`learning_dense_step`)
+
+The first term is a second LearningDense holding D copies of W on its diagonal (one per direction;
+it learns exactly as W, from the same factors, tags and random number; none for layer 0, whose
+input has no tangent), the second a plain Dense with weights 2 q that the host writes per batch
+(start_exp = w_frac - dir_frac + tan_frac - a_shift + 5, :func:`loihi2_tangent`: 2^6 q stands for
+u). After the batch the loss neuron sends one d_k per direction (g_k: the exact rule's ``c u`` with
+u -> 2^6 q, rescaled to q's variance) and layer l's synapses take ``w <- SR(w - 2^e d_k q)``. The
+neurons are the exact rule's (:func:`lif_step`). What stays outside Loihi 2's learning engine: the
+neurons' tangent compartments and surrogate lookup (microcode), and the per-synapse directions the
+host writes into the tags and start synapses before each batch.
 """
 
 from __future__ import annotations
@@ -162,6 +181,9 @@ MODES = ("global", "layerwise", "activity", "weight")
 GRADS = ("surrogate", "stein")
 RULES = ("exact", "loihi2")
 GAIN_BITS = 16  # rule 'loihi2': the loss neuron's gain g, d = (D g) >> gain_shift
+LOIHI2_DIR_SHIFT = 6  # rule 'loihi2': the direction q = round(u / 2^6), |q| <= 7 (learning_engine.DIRECTION_MAX)
+THIRD_FACTOR_MAX = 127  # rule 'loihi2': |d| fits the 7-bit y2 / y3
+D_ROUND_TAG = 0x5D5  # hash key of the loss neuron's stochastic rounding of d (rule 'loihi2')
 
 
 @dataclass(frozen=True)
@@ -179,8 +201,6 @@ class FixedFormat:
     sigma_shift: int = 4  # weight mode: the perturbation is round(u / 2^sigma_shift) weight units
     loss_diff_shift: int = 8  # weight mode: d = D >> loss_diff_shift
     node_d_shift: int = 16  # activity mode: per-sample d = D_b >> node_d_shift
-    le_lr_exp: int = -7  # rule 'loihi2': exponent of the learning engine's update product 2^e y1 t
-    le_tag_shift: int = 2  # rule 'loihi2': the tag holds the perturbation p << le_tag_shift (module docstring)
 
     @property
     def one(self) -> int:
@@ -244,14 +264,14 @@ class FixedNetConfig:
             raise UserError(f"directions must be >= 1, got {self.directions}")
         if self.rule not in RULES:
             raise UserError(f"on-chip perturbation rule {self.rule!r} is not one of: {', '.join(RULES)}")
-        if self.rule == "loihi2" and self.mode != "weight":
-            raise UserError("--rule loihi2 is weight perturbation in Loihi 2's learning-engine form; use it with "
-                            f"--mode weight, not {self.mode} (the forward-gradient modes need tangent compartments "
-                            "the learning engine lacks)")
-        if self.rule == "loihi2" and not -7 <= self.fmt.le_lr_exp <= 8:
-            raise UserError(f"le_lr_exp must lie in [-7, 8] (the learning engine's exponents), got {self.fmt.le_lr_exp}")
-        if self.rule == "loihi2" and not 0 <= self.fmt.le_tag_shift <= 5:
-            raise UserError(f"le_tag_shift must lie in [0, 5] (y = 32 >> shift >= 1), got {self.fmt.le_tag_shift}")
+        if self.rule == "loihi2" and self.mode not in ("weight", "global", "layerwise"):
+            raise UserError(f"--rule loihi2 takes --mode weight, global or layerwise, not {self.mode}")
+        if self.rule == "loihi2" and (self.grad != "surrogate" or self.directions != 1):
+            raise UserError("--rule loihi2 runs the surrogate table with one direction per update "
+                            "(not --grad stein or --directions > 1)")
+        if self.rule == "loihi2" and self.mode == "global" and self.input_lr_scale != 1:
+            raise UserError("--rule loihi2 with --mode global sends one third factor to every layer; "
+                            "--input-lr-scale needs --mode layerwise")
         if self.directions > 1 and self.mode == "weight":
             raise UserError("weight perturbation draws one direction per update (each sample runs twice for it); "
                             "--directions applies to global, layerwise and activity")
@@ -259,6 +279,13 @@ class FixedNetConfig:
     @property
     def n_layers(self) -> int:
         return len(self.sizes) - 1
+
+    @property
+    def learning_exp(self) -> int:
+        """Rule 'loihi2': the exponent e of the learning rule's products 2^e y t. Weight mode adds the
+        perturbation with y = 2^-e, which must fit 7 bits (e = -6); the forward-gradient modes take
+        the finest step the learning engine offers (e = -7)."""
+        return -6 if self.mode == "weight" else -7
 
     @property
     def n_dirs(self) -> int:
@@ -524,45 +551,99 @@ def split_augmented(w: torch.Tensor) -> LayerParams:
     return LayerParams(w[:, :-1].contiguous(), w[:, -1].contiguous())
 
 
-def weight_tag(u: LayerParams, fmt: FixedFormat) -> torch.Tensor:
-    """Rule 'loihi2': the tag the host writes for a batch, ``p << le_tag_shift`` with the
-    perturbation ``p = round(u / 2^sigma_shift)`` (:func:`perturbed_layer`'s; the bias direction
-    as the last column), p limited so that the tag stays within its 9 bits and ``y t >> 5`` with
-    y = :func:`perturb_y` recovers p exactly."""
-    half = 1 << (fmt.sigma_shift - 1) if fmt.sigma_shift else 0
-    p_max = le.TAG_RANGE[1] >> fmt.le_tag_shift
-    return torch.clamp((augmented(u) + half) >> fmt.sigma_shift, -p_max, p_max) << fmt.le_tag_shift
+def loihi2_direction(u: LayerParams) -> LayerParams:
+    """Rule 'loihi2': the direction as the host writes it, ``q = clip(round(u / 64), -7, 7)`` (weights and
+    bias): the perturbation in weight mode, the tangent's direction otherwise. The tag holds
+    ``q << 5`` (:data:`lavasnn.engine.learning_engine.TAG_SHIFT`), so every learning product is exact."""
+    half = 1 << (LOIHI2_DIR_SHIFT - 1)
+    return LayerParams(*(torch.clamp((w + half) >> LOIHI2_DIR_SHIFT, -le.DIRECTION_MAX, le.DIRECTION_MAX) for w in u))
 
 
-def perturb_y(fmt: FixedFormat) -> int:
-    """Rule 'loihi2': the y2 (add) and y3 (remove) that move a weight by exactly p: 32 >> le_tag_shift."""
-    return le.PERTURB_Y >> fmt.le_tag_shift
+def loihi2_tag(u: LayerParams) -> torch.Tensor:
+    """Rule 'loihi2': the tag ``[q | q_b] << 5`` (n_out, n_in + 1) the host writes for a batch."""
+    return augmented(loihi2_direction(u)) << le.TAG_SHIFT
 
 
-def loihi2_gain(cfg: FixedNetConfig, update: int) -> tuple[int, int]:
-    """Rule 'loihi2': the loss neuron's (g, shift) at update ``update``, ``d = (D g) >> shift`` rounded,
-    so that the learning engine's ``-2^e d t / 32`` (t = p 2^le_tag_shift) is
-    ``-lr_k (L(w + p) - L(w)) p / sigma_p^2`` in reals, p / 2^w_frac the perturbation and
-    sigma_p^2 = DIR_VAR / 2^(2 sigma_shift + 2 w_frac) its variance per weight. The learning-rate schedule lives in g, which the host writes per batch."""
-    f = cfg.fmt
-    lr = cfg.lr * cfg.lr_decay ** (update // cfg.updates_per_epoch)
-    n = cfg.batch * cfg.sizes[-1] * cfg.steps ** 2 * 2.0 ** (2 * f.v_frac)
-    gain = lr * 32 * 2.0 ** (2 * f.sigma_shift + 2 * f.w_frac - f.le_lr_exp - f.le_tag_shift) / (DIR_VAR * n)
+def _direction_variance() -> float:
+    """E[q^2] of :func:`loihi2_direction` for u = the sum of 4 uniform bytes - 510 (exact, from the
+    distribution of the sum)."""
+    byte = np.ones(256) / 256
+    pmf = byte
+    for _ in range(DIR_BYTES - 1):
+        pmf = np.convolve(pmf, byte)
+    u = np.arange(len(pmf)) - DIR_MEAN
+    q = np.clip((u + (1 << (LOIHI2_DIR_SHIFT - 1))) >> LOIHI2_DIR_SHIFT, -le.DIRECTION_MAX, le.DIRECTION_MAX)
+    return float((pmf * q ** 2).sum())
+
+
+LOIHI2_DIR_VAR = _direction_variance()  # about 5.4
+
+
+def loihi2_gain(cfg: FixedNetConfig, update: int, layer: int = 0) -> tuple[int, int]:
+    """Rule 'loihi2': the loss neuron's (g, shift) at update ``update``, ``d = D g / 2^shift`` (rounded
+    stochastically, :func:`loihi2_third_factor`), so that the learning rule's ``-2^e d q`` is in weight
+    mode ``-lr_k (L(w + p) - L(w)) p / sigma_p^2`` in reals (p = q / 2^w_frac the perturbation,
+    sigma_p^2 = E[q^2] / 2^(2 w_frac) its variance per weight), and in the forward-gradient modes the
+    exact rule's ``-c (D >> shift) u`` (:meth:`FixedNetConfig.update_scale` of ``layer``) with u
+    replaced by q, rescaled to q's variance. The learning-rate schedule lives in g, which the host
+    writes before each batch."""
+    f, e = cfg.fmt, cfg.learning_exp
+    if cfg.mode == "weight":
+        lr = cfg.lr * cfg.lr_decay ** (update // cfg.updates_per_epoch)
+        n = cfg.batch * cfg.sizes[-1] * cfg.steps ** 2 * 2.0 ** (2 * f.v_frac)
+        gain = lr * 2.0 ** (2 * f.w_frac - e) / (LOIHI2_DIR_VAR * n)
+    else:  # c u (D >> shift) with u -> 2^6 q and E[u^2] -> E[(2^6 q)^2]
+        c = cfg.update_scale(update, layer) * DIR_VAR / (2 ** (2 * LOIHI2_DIR_SHIFT) * LOIHI2_DIR_VAR)
+        gain = c * 2.0 ** (LOIHI2_DIR_SHIFT - cfg.third_factor_shift - e)
     shift = GAIN_BITS - 1 - math.floor(math.log2(gain))
     return round(gain * 2.0 ** shift), shift
 
 
-def loihi2_third_factor(D: int, gain: tuple[int, int]) -> int:
-    """Rule 'loihi2': ``d = clip((D g + 2^(shift - 1)) >> shift, -127, 127)``, the signed 7-bit y1
-    every synapse receives (D in Python integers: no overflow)."""
+def loihi2_third_factor(D: int, gain: tuple[int, int], r: float) -> int:
+    """Rule 'loihi2': ``d = clip(floor(D g / 2^shift) + [r < frac], -127, 127)``, the loss neuron's
+    stochastically rounded third factor (|d| is sent as y3 or y2 by its sign); D in Python integers."""
     g, shift = gain
-    return max(-le.THIRD_FACTOR_MAX, min(le.THIRD_FACTOR_MAX, (int(D) * g + (1 << (shift - 1))) >> shift))
+    scaled = int(D) * g
+    d = (scaled >> shift) + int(r < (scaled & ((1 << shift) - 1)) / 2.0 ** shift)
+    return max(-THIRD_FACTOR_MAX, min(THIRD_FACTOR_MAX, d))
+
+
+def loihi2_round_random(cfg: FixedNetConfig, update: int) -> torch.Tensor:
+    """Rule 'loihi2': the loss neuron's random numbers (n_dirs,) for rounding the d's of update ``update``."""
+    return hash_uniform((cfg.n_dirs,), cfg.seed, D_ROUND_TAG, update)
+
+
+def loihi2_factors(d: int) -> tuple[int, int]:
+    """(y2, y3) of an update: the negative and the positive part of d (the rule adds 2^e (y2 - y3) q)."""
+    return max(-d, 0), max(d, 0)
 
 
 def loihi2_batch_steps(cfg: FixedNetConfig, n_samples: int) -> int:
-    """Rule 'loihi2': Lava steps of a batch: two runs of T steps per sample, L idle steps while the
-    last sample passes the layers' one-step synaptic delays, and the update step."""
-    return 2 * cfg.steps * n_samples + cfg.n_layers + 1
+    """Rule 'loihi2': Lava steps of a batch: T steps per run of a sample (two runs in weight mode), L
+    idle steps while the last sample passes the layers' one-step synaptic delays, and the update step."""
+    return cfg.passes * cfg.steps * n_samples + cfg.n_layers + 1
+
+
+def loihi2_tangent(q: LayerParams, x: torch.Tensor, fmt: FixedFormat) -> torch.Tensor:
+    """Rule 'loihi2': the tangent a direction q starts at its layer, ``(2 q x_aug) << start_exp``, the
+    output of a plain Dense with weights 2 q (even: Lava's MIXED sign mode keeps no lowest bit) and
+    weight_exp = start_exp (:func:`loihi2_start_exp`): :func:`weight_tangent` after the layer's
+    shift, with u ~ 2^6 q."""
+    return (x @ (2 * q.weights).T + 2 * q.bias * fmt.one) << loihi2_start_exp(fmt)
+
+
+def loihi2_start_exp(fmt: FixedFormat) -> int:
+    """weight_exp of the start synapses 2 q: ``w_frac - dir_frac + tan_frac - a_shift + 5`` (2 q ~ u / 2^5)."""
+    return fmt.w_frac - fmt.dir_frac + fmt.tan_frac - fmt.a_shift + LOIHI2_DIR_SHIFT - 1
+
+
+def learning_dense_step(layer: LayerParams, start: torch.Tensor, x: torch.Tensor, x_dot: torch.Tensor,
+                        fmt: FixedFormat) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rule 'loihi2': :func:`dense_step` as three Dense outputs summed in the neuron: ``a = W x_aug >>
+    a_shift`` and ``a_dot = (W x_dot >> a_shift) + start`` (a copy of W carries the tangents, whose
+    bias input is 0; ``start`` from :func:`loihi2_tangent`)."""
+    a = (x @ layer.weights.T + layer.bias * fmt.one) >> fmt.a_shift
+    return a, ((x_dot @ layer.weights.T) >> fmt.a_shift) + start
 
 
 class FixedForwardGradEngine:
@@ -573,8 +654,7 @@ class FixedForwardGradEngine:
             raise UserError(f"layer shapes {[tuple(l.weights.shape) for l in layers]} do not match sizes {cfg.sizes}")
         self.cfg, self.layers, self.updates = cfg, list(layers), updates
         self.table = surrogate_table(cfg)
-        if cfg.rule == "loihi2":  # as a Lava run starts: LearningDense drops each weight's LSB
-            self.layers = [split_augmented(le.truncate_mixed(augmented(l))) for l in self.layers]
+        if cfg.rule == "loihi2":  # the Lava run's step count and LearningDense rounding stream
             self.lava_step, self.synaptic_random = 0, le.SynapticRandom()
 
     def derivatives(self, n_samples: int) -> list[list[Callable[[torch.Tensor], torch.Tensor]]]:
@@ -642,9 +722,12 @@ class FixedForwardGradEngine:
                     start = torch.zeros(0, len(xq), cfg.sizes[l + 1], dtype=torch.int64)
                 elif activity:
                     start = cfg.tangent_start(l, [node_tangent(n[l][t % len(n[l])], f) for n in noise])
+                elif cfg.rule == "loihi2":
+                    start = cfg.tangent_start(l, [loihi2_tangent(loihi2_direction(ul[l]), s, f) for ul in u])
                 else:
                     start = cfg.tangent_start(l, [weight_tangent(ul[l], s, f) for ul in u])
-                a, a_dot = dense_step(layers[l], start, s, s_dot, f)
+                step = learning_dense_step if cfg.rule == "loihi2" else dense_step
+                a, a_dot = step(layers[l], start, s, s_dot, f)
                 if l < cfg.n_layers - 1:
                     s, s_dot, states[l] = lif_step(a, a_dot, states[l], cfg, phi[l][t] if D else torch.zeros_like)
             y_acc, y_dot_acc = y_acc + a, y_dot_acc + a_dot
@@ -655,8 +738,10 @@ class FixedForwardGradEngine:
         (``events``: see :meth:`forward`)."""
         if self.cfg.mode == "activity":
             return self._activity_step(x, target_int(target, self.cfg), events)
-        if self.cfg.rule == "loihi2":
+        if self.cfg.rule == "loihi2" and self.cfg.mode == "weight":
             return self._loihi2_step(x, target_int(target, self.cfg), events)
+        if self.cfg.rule == "loihi2":
+            return self._loihi2_forward_grad_step(x, target_int(target, self.cfg), events)
         cfg, t_int = self.cfg, target_int(target, self.cfg)
         dirs = [self.directions(j) for j in range(cfg.directions)]
         sum_e2, D = loss_terms(*self.forward(x, events=events, directions=dirs), t_int, cfg)
@@ -687,18 +772,32 @@ class FixedForwardGradEngine:
         self.updates += 1
         return mse_real(int(sum_e2), len(x), cfg)
 
+    def _loihi2_update(self, ws: list[torch.Tensor], tags: list[torch.Tensor], D: torch.Tensor, n_samples: int
+                       ) -> list[LayerParams]:
+        """Rule 'loihi2''s update step after a batch of ``n_samples`` (augmented weights ws): the loss
+        neuron rounds each direction's d, every synapse of layer l takes ``-2^e d_k q`` with the step's
+        one random number."""
+        cfg = self.cfg
+        self.lava_step += loihi2_batch_steps(cfg, n_samples)
+        r, r_d = self.synaptic_random.at(self.lava_step), loihi2_round_random(cfg, self.updates)
+        new = []
+        for l, (w, tag) in enumerate(zip(ws, tags)):
+            (k,) = cfg.directions_of(l)
+            d = loihi2_third_factor(int(D[k]), loihi2_gain(cfg, self.updates, l), float(r_d[k]))
+            new.append(split_augmented(le.perturbation_rule_step(w, tag, *loihi2_factors(d), cfg.learning_exp, r)))
+        self.updates += 1
+        return new
+
     def _loihi2_step(self, x: torch.Tensor, t_int: torch.Tensor, events: dict | None) -> float:
         """Weight perturbation as Lava's LearningDense runs it (rule 'loihi2'): each sample runs with w,
-        the learning engine adds the tag t (``clip(w + t)``), the sample runs again, the engine
-        removes t (``clip(w + t) - t``: w unless the addition saturated, so from the second sample on
-        the plain runs may see the restored weights), and after the batch every synapse takes
-        ``dw = -2^e d t`` rounded with the update step's shared random number."""
+        the learning engine adds q (``clip(w + q)``), the sample runs again, the engine removes q
+        (``clip(w + q) - q``: w unless the addition clipped, so from the second sample on the plain
+        runs may see the restored weights), and after the batch every synapse takes ``-2^e d q``."""
         cfg = self.cfg
-        tags = [weight_tag(u, cfg.fmt) for u in self.directions()]
+        y, tags = 2 ** -cfg.learning_exp, [loihi2_tag(u) for u in self.directions()]
         plain = [augmented(l) for l in self.layers]
-        y = perturb_y(cfg.fmt)
-        moved = [le.weight_perturbation_step(w, t, 0, y, 0, 0, 0.0) for w, t in zip(plain, tags)]
-        restored = [le.weight_perturbation_step(w, t, 0, 0, y, 0, 0.0) for w, t in zip(moved, tags)]
+        moved = [le.perturbation_rule_step(w, t, y, 0, cfg.learning_exp, 0.0) for w, t in zip(plain, tags)]
+        restored = [le.perturbation_rule_step(w, t, 0, y, cfg.learning_exp, 0.0) for w, t in zip(moved, tags)]
         as_layers = lambda ws: [split_augmented(w) for w in ws]  # noqa: E731
         y_plain, _ = self.forward(x[:1], with_tangents=False, events=events, layers=as_layers(plain))
         if len(x) > 1:
@@ -707,13 +806,17 @@ class FixedForwardGradEngine:
         y_moved, _ = self.forward(x, with_tangents=False, events=events, layers=as_layers(moved))
         sum_e2, D = loss_terms(y_plain, y_plain, t_int, cfg)
         D = D + loss_terms(y_moved, y_moved, t_int, cfg, perturbed=True)[1]
-        d = loihi2_third_factor(int(D[0]), loihi2_gain(cfg, self.updates))
-        self.lava_step += loihi2_batch_steps(cfg, len(x))
-        r = self.synaptic_random.at(self.lava_step)
-        self.layers = [split_augmented(le.weight_perturbation_step(w, t, d, 0, 0, cfg.fmt.le_lr_exp, r))
-                       for w, t in zip(restored, tags)]
-        self.updates += 1
+        self.layers = self._loihi2_update(restored, tags, D, len(x))
         return mse_real(int(sum_e2), len(x), cfg)
+
+    def _loihi2_forward_grad_step(self, x: torch.Tensor, t_int: torch.Tensor, events: dict | None) -> float:
+        """Global or layer-wise forward gradients as Lava's LearningDense learns them (rule 'loihi2'):
+        one run per sample with the tangents of :func:`learning_dense_step`, then every synapse of
+        layer l takes ``-2^e d_k q`` with its direction's d_k."""
+        u = self.directions()
+        sum_e2, D = loss_terms(*self.forward(x, events=events, directions=[u]), t_int, self.cfg)
+        self.layers = self._loihi2_update([augmented(l) for l in self.layers], [loihi2_tag(ul) for ul in u], D, len(x))
+        return mse_real(int(sum_e2), len(x), self.cfg)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

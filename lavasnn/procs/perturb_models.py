@@ -23,7 +23,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lavasnn.engine import perturb_fixed as pf
 from lavasnn.procs.perturb_process import (PCTRL_ACTIVE, PCTRL_PERTURBED, PCTRL_SAMPLE_END, PCTRL_SAMPLE_START, PCTRL_SIZE,
                                            PCTRL_UPDATE, PerturbDense, PerturbLIF, PerturbLoss, PerturbStream,
-                                           WeightPerturbLIF, WeightPerturbLoss)
+                                           ForwardGradLIF, ForwardGradLoss, WeightPerturbLIF, WeightPerturbLoss)
 
 INT = np.int64
 
@@ -309,19 +309,27 @@ class _Delayed:
         return self.items[-1 - k]
 
 
-def _learning_factors(model: LearningNeuronModelFixed, ctrl_now: np.ndarray, ctrl_lrn: np.ndarray, d: int) -> None:
-    """Send a weight-perturbation neuron's y1..y3 (and no bAP) to its LearningDense (rule 'loihi2')."""
+def _send_factors(model: LearningNeuronModelFixed, y2: int = 0, y3: int = 0, bap: bool = False) -> None:
+    """Send a rule-'loihi2' neuron's learning factors (the same for all its neurons) to its LearningDense:
+    the bAP in the steps that learn, with y2, y3 (y1 is unused)."""
     n = model.y1.shape[0]
-    end = bool(ctrl_lrn[PCTRL_SAMPLE_END])
-    perturbed = bool(ctrl_lrn[PCTRL_PERTURBED])
-    model.y1[:] = d if ctrl_now[PCTRL_UPDATE] else 0
-    y = pf.perturb_y(model.cfg.fmt)
-    model.y2[:] = y if end and not perturbed else 0
-    model.y3[:] = y if end and perturbed else 0
-    model.s_out_bap.send(np.zeros(n, dtype=bool))
-    model.s_out_y1.send(model.y1.copy())
+    model.y2[:], model.y3[:] = y2, y3
+    model.s_out_bap.send(np.full(n, bap, dtype=bool))
+    model.s_out_y1.send(np.zeros(n, dtype=INT))
     model.s_out_y2.send(model.y2.copy())
     model.s_out_y3.send(model.y3.copy())
+
+
+def _perturbation_factors(cfg: pf.FixedNetConfig, ctrl_now: np.ndarray, ctrl_lrn: np.ndarray, d: int) -> dict:
+    """Weight mode's factors: the update's (y2, y3) = (d^-, d^+) in the update step, y2 = 2^-e (add q) on
+    the last step of a sample's plain run and y3 = 2^-e (remove q) on the last step of its perturbed
+    run (``ctrl_lrn``: the control vector as the layer's learning sees it), each with a bAP."""
+    y = 2 ** -cfg.learning_exp
+    if ctrl_now[PCTRL_UPDATE]:
+        return dict(zip(("y2", "y3"), pf.loihi2_factors(d)), bap=True)
+    if ctrl_lrn[PCTRL_SAMPLE_END]:
+        return {"y3" if ctrl_lrn[PCTRL_PERTURBED] else "y2": y, "bap": True}
+    return {}
 
 
 @implements(proc=WeightPerturbLIF, protocol=LoihiProtocol)
@@ -354,7 +362,7 @@ class PyWeightPerturbLIFFixed(LearningNeuronModelFixed):
             self.v[:] = new.v.numpy()
             out[:-1], out[-1] = s.numpy(), self.cfg.fmt.one
         self.s_out.send(out)
-        _learning_factors(self, now, lrn, d)
+        _send_factors(self, **_perturbation_factors(self.cfg, now, lrn, d))
 
 
 @implements(proc=WeightPerturbLoss, protocol=LoihiProtocol)
@@ -368,6 +376,7 @@ class PyWeightPerturbLossFixed(LearningNeuronModelFixed):
     y_acc: np.ndarray = _var()
     D: np.ndarray = _var()
     gain: np.ndarray = _var()
+    updates: np.ndarray = _var()
     sum_e2: np.ndarray = _var()
     samples: np.ndarray = _var()
 
@@ -376,15 +385,16 @@ class PyWeightPerturbLossFixed(LearningNeuronModelFixed):
         self.cfg: pf.FixedNetConfig = proc_params["cfg"]
         self.depth = self.cfg.n_layers
         self.delayed = _Delayed(self.depth, (PCTRL_SIZE,), (self.cfg.sizes[-1],))
-        self.plain_e2 = 0  # e^2 of the current sample's plain run
 
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
         self.delayed.push(ctrl, self.target_in.recv())
         d = 0
         if ctrl[PCTRL_UPDATE]:  # the batch's last sample left the readout before this step
-            d = pf.loihi2_third_factor(int(self.D[0]), (int(self.gain[0]), int(self.gain[1])))
+            r = float(pf.loihi2_round_random(self.cfg, int(self.updates[0]))[0])
+            d = pf.loihi2_third_factor(int(self.D[0]), (int(self.gain[0]), int(self.gain[1])), r)
             self.D[:] = 0
+            self.updates[:] = self.updates + 1
         self.d_out.send(np.array([d], dtype=INT))
         y = self.y_in.recv()
         (dyn, target), (lrn, _) = self.delayed.ago(self.depth), self.delayed.ago(self.depth - 1)
@@ -399,4 +409,121 @@ class PyWeightPerturbLossFixed(LearningNeuronModelFixed):
                 if not dyn[PCTRL_PERTURBED]:
                     self.sum_e2[:] = self.sum_e2 + int(sum_e2)
                     self.samples[:] = self.samples + 1
-        _learning_factors(self, ctrl, lrn, d)
+        _send_factors(self, **_perturbation_factors(self.cfg, ctrl, lrn, d))
+
+
+def _update_factors(model, d: int, update: bool) -> None:
+    """Forward-gradient modes: in the update step a bAP with (y2, y3) = (d^-, d^+) to the layer's
+    LearningDense and to its tangent copy (``tan_*`` ports); nothing otherwise."""
+    y2, y3 = pf.loihi2_factors(d) if update else (0, 0)
+    _send_factors(model, y2, y3, update)
+    n = model.tan_y1.shape[0]
+    model.tan_bap.send(np.full(n, update, dtype=bool))
+    model.tan_y1.send(np.zeros(n, dtype=INT))
+    model.tan_y2.send(np.full(n, y2, dtype=INT))
+    model.tan_y3.send(np.full(n, y3, dtype=INT))
+
+
+@implements(proc=ForwardGradLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyForwardGradLIFFixed(LearningNeuronModelFixed):
+    a_in: PyInPort = _port_in(24)
+    adot_in: PyInPort = _port_in(24)
+    start_in: PyInPort = _port_in(24)
+    ctrl_in: PyInPort = _port_in(1)
+    d_in: PyInPort = _port_in(8)
+    s_out: PyOutPort = _port_out(8)
+    sdot_out: PyOutPort = _port_out(24)
+    tan_bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool, precision=1)
+    tan_y1: PyOutPort = _port_out(8)
+    tan_y2: PyOutPort = _port_out(7)
+    tan_y3: PyOutPort = _port_out(7)
+    v: np.ndarray = _var(24)
+    v_dot: np.ndarray = _var(24)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.cfg: pf.FixedNetConfig = proc_params["cfg"]
+        self.layer: int = proc_params["layer"]
+        (self.k,) = self.cfg.directions_of(self.layer)
+        self.ctrl = _Delayed(self.layer + 1, (PCTRL_SIZE,))
+        self.phi = pf.spike_derivative(self.cfg, pf.surrogate_table(self.cfg))
+
+    def run_spk(self) -> None:
+        self.ctrl.push(self.ctrl_in.recv())
+        d = self.d_in.recv()
+        n, D = self.v.shape[0], self.cfg.n_dirs
+        a = _t(self.a_in.recv())
+        a_dot = _t(self.adot_in.recv()).reshape(D, n) + _t(self.start_in.recv()).reshape(D, n)
+        (now,), (dyn,) = self.ctrl.ago(0), self.ctrl.ago(self.layer + 1)
+        out, out_dot = np.zeros(n + 1, dtype=INT), np.zeros((D, n + 1), dtype=INT)
+        if dyn[PCTRL_ACTIVE]:
+            if dyn[PCTRL_SAMPLE_START]:
+                self.v[:] = 0
+                self.v_dot[:] = 0
+            s, s_dot, new = pf.lif_step(a, a_dot, pf.NeuronState(_t(self.v), _t(self.v_dot)), self.cfg, self.phi)
+            self.v[:] = new.v.numpy()
+            self.v_dot[:] = new.v_dot.numpy()
+            out[:-1], out[-1], out_dot[:, :-1] = s.numpy(), self.cfg.fmt.one, s_dot.numpy()
+        self.s_out.send(out)
+        self.sdot_out.send(out_dot.reshape(-1))
+        _update_factors(self, int(d[self.k]), bool(now[PCTRL_UPDATE]))
+
+
+@implements(proc=ForwardGradLoss, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyForwardGradLossFixed(LearningNeuronModelFixed):
+    y_in: PyInPort = _port_in(24)
+    ydot_in: PyInPort = _port_in(24)
+    start_in: PyInPort = _port_in(24)
+    target_in: PyInPort = _port_in()
+    ctrl_in: PyInPort = _port_in(1)
+    d_out: PyOutPort = _port_out(8)
+    tan_bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool, precision=1)
+    tan_y1: PyOutPort = _port_out(8)
+    tan_y2: PyOutPort = _port_out(7)
+    tan_y3: PyOutPort = _port_out(7)
+    y_acc: np.ndarray = _var()
+    ydot_acc: np.ndarray = _var()
+    D: np.ndarray = _var()
+    gain: np.ndarray = _var()
+    updates: np.ndarray = _var()
+    sum_e2: np.ndarray = _var()
+    samples: np.ndarray = _var()
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.cfg: pf.FixedNetConfig = proc_params["cfg"]
+        self.depth = self.cfg.n_layers
+        (self.k,) = self.cfg.directions_of(self.depth - 1)
+        self.delayed = _Delayed(self.depth, (PCTRL_SIZE,), (self.cfg.sizes[-1],))
+
+    def run_spk(self) -> None:
+        ctrl = self.ctrl_in.recv()
+        self.delayed.push(ctrl, self.target_in.recv())
+        d = np.zeros(self.D.shape, dtype=INT)
+        if ctrl[PCTRL_UPDATE]:  # the batch's last sample left the readout before this step
+            r = pf.loihi2_round_random(self.cfg, int(self.updates[0]))
+            d = np.array([pf.loihi2_third_factor(int(D), (int(g), int(s)), float(rk))
+                          for D, (g, s), rk in zip(self.D, self.gain, r)], dtype=INT)
+            self.D[:] = 0
+            self.updates[:] = self.updates + 1
+        self.d_out.send(d)
+        n_out, D = self.y_acc.shape[0], self.cfg.n_dirs
+        y = self.y_in.recv()
+        y_dot = (self.ydot_in.recv() + self.start_in.recv()).reshape(D, n_out)
+        dyn, target = self.delayed.ago(self.depth)
+        if dyn[PCTRL_ACTIVE]:
+            if dyn[PCTRL_SAMPLE_START]:
+                self.y_acc[:] = 0
+                self.ydot_acc[:] = 0
+            self.y_acc[:] = self.y_acc + y
+            self.ydot_acc[:] = self.ydot_acc + y_dot
+            if dyn[PCTRL_SAMPLE_END]:
+                sum_e2, Dk = pf.loss_terms(_t(self.y_acc), _t(self.ydot_acc), _t(target), self.cfg)
+                self.D[:] = self.D + Dk.numpy()
+                self.sum_e2[:] = self.sum_e2 + int(sum_e2)
+                self.samples[:] = self.samples + 1
+        _update_factors(self, int(d[self.k]), bool(ctrl[PCTRL_UPDATE]))

@@ -14,10 +14,11 @@ Wiring (``lavasnn.backends.perturb_lava``)::
     stream.x_out -> dense0 -> lif0 -> dense1 -> .. -> dense(L-1) -> loss
     stream.ctrl_out -> every process;  stream.target_out -> loss;  loss.d_out -> every dense
 
-Rule 'loihi2' (weight perturbation in Loihi 2's learning-engine form) replaces the PerturbDense
-processes by Lava's own ``LearningDense`` and the neurons by :class:`WeightPerturbLIF` and
-:class:`WeightPerturbLoss`, which send the learning factors y1..y3
-(:class:`lavasnn.backends.perturb_lava.LavaWeightPerturbLoihi2`).
+Rule 'loihi2' (Loihi 2's learning-engine form) replaces the PerturbDense processes by Lava's own
+``LearningDense`` (and, for the tangents, a plain ``Dense``) and the neurons by
+:class:`WeightPerturbLIF` / :class:`WeightPerturbLoss` (weight mode) or :class:`ForwardGradLIF` /
+:class:`ForwardGradLoss` (global, layer-wise), which send the learning factors
+(:class:`lavasnn.backends.perturb_lava.LavaLoihi2`).
 """
 
 from __future__ import annotations
@@ -141,16 +142,15 @@ class PerturbLoss(AbstractProcess):
 # Weight perturbation in Loihi 2's learning-engine form (rule 'loihi2')
 # --------------------------------------------------------------------------------------------
 
-def weight_perturbation_rule(cfg: FixedNetConfig) -> Loihi3FLearningRule:
-    """The rule of every LearningDense (and its post neurons)::
+def perturbation_rule(cfg: FixedNetConfig) -> Loihi3FLearningRule:
+    """The rule of every LearningDense (and its post neurons), for all modes of rule 'loihi2'::
 
-        dw = u0 y2 t - u0 y3 t - 2^e u0 y1 t          (t_epoch = 1; the tag t is not learned)
+        dw = 2^e y0 y2 t - 2^e y0 y3 t           (t_epoch = 1; the tag t = q << 5 is not learned)
 
-    The tag holds the perturbation the host wrote for the batch; a post neuron sends y2 = 32 to
-    add it (w + t), y3 = 32 to remove it, and in the update step y1 = d, the loss neuron's third
-    factor (e = ``cfg.fmt.le_lr_exp``). The y taus are 2^60, so the rule reads y as sent."""
-    rule = Loihi3FLearningRule(dw=le.weight_perturbation_rule_string(cfg.fmt.le_lr_exp), t_epoch=1,
-                               rng_seed=cfg.seed)
+    with e = ``cfg.learning_exp``: a post neuron that sends a bAP (y0) with y2 = 2^-e adds q, with
+    y3 = 2^-e removes it, and in the update step sends the negative / positive part of the loss
+    neuron's d as y2 / y3. The y taus are 2^60, so the rule reads y as sent."""
+    rule = Loihi3FLearningRule(dw=le.perturbation_rule_string(cfg.learning_exp), t_epoch=1, rng_seed=cfg.seed)
     rule.y1_tau = rule.y2_tau = rule.y3_tau = le.Y_TAU
     return rule
 
@@ -159,8 +159,9 @@ class WeightPerturbLIF(LearningNeuronProcess, AbstractProcess):
     """Hidden LIF neurons of layer ``layer`` (the post neurons of LearningDense ``layer``) for rule
     'loihi2': soft reset, v cleared at each run's start; sends its spikes (0 or ``one``) and, as
     the next layer's last input, ``one`` while a sample runs (the bias input). Its learning
-    factors for LearningDense ``layer``: y2 = 32 on the last step of a sample's plain run, y3 = 32
-    on the last step of its perturbed run, y1 = d (from ``d_in``) in the update step. Layer l
+    factors for LearningDense ``layer`` (each with a bAP): y2 = 2^-e on the last step of a sample's
+    plain run (adds q), y3 = 2^-e on the last step of its perturbed run (removes it), and in the
+    update step the negative / positive part of d (from ``d_in``) as y2 / y3. Layer l
     sees the stream's control vector l + 1 steps late for its voltage (each LearningDense delays
     by a step) and l steps late for y2 / y3 (the learning phase acts on the next step's weights)."""
 
@@ -178,12 +179,13 @@ class WeightPerturbLoss(LearningNeuronProcess, AbstractProcess):
     """Readout and loss neurons for rule 'loihi2' (the post neurons of the last LearningDense): sums
     the readout over each run of a sample (the stream's control and target ``n_layers`` steps late),
     adds ``e^2`` of the perturbed run minus ``e^2`` of the plain run to D, and in the update step
-    sends ``d = clip(round(D g / 2^shift), -127, 127)`` to every hidden neuron and as its own y1,
-    then clears D. ``gain`` = (g, shift), written by the host before each batch, carries the
+    sends ``d = clip(SR(D g / 2^shift), -127, 127)`` (:func:`~lavasnn.engine.perturb_fixed.loihi2_third_factor`,
+    the random number keyed by ``updates``) to every hidden neuron and as its own y2 / y3, then
+    clears D. ``gain`` = (g, shift), written by the host before each batch, carries the
     learning-rate schedule. ``sum_e2`` and ``samples`` count the training loss."""
 
     def __init__(self, *, cfg: FixedNetConfig, learning_rule: Loihi3FLearningRule, gain: tuple[int, int],
-                 name: str | None = None) -> None:
+                 updates: int = 0, name: str | None = None) -> None:
         n_out = cfg.sizes[-1]
         super().__init__(shape=(n_out,), learning_rule=learning_rule, name=name, cfg=cfg)
         self.y_in = InPort(shape=(n_out,))
@@ -193,5 +195,65 @@ class WeightPerturbLoss(LearningNeuronProcess, AbstractProcess):
         self.y_acc = Var(shape=(n_out,), init=0)
         self.D = Var(shape=(1,), init=0)
         self.gain = Var(shape=(2,), init=np.array(gain, dtype=np.int64))
+        self.updates = Var(shape=(1,), init=int(updates))
+        self.sum_e2 = Var(shape=(1,), init=0)
+        self.samples = Var(shape=(1,), init=0)
+
+
+class ForwardGradLIF(LearningNeuronProcess, AbstractProcess):
+    """Hidden LIF neurons of layer ``layer`` for global or layer-wise forward gradients with rule
+    'loihi2': :class:`WeightPerturbLIF`'s voltage and timing, plus one tangent compartment per
+    direction (D = ``cfg.n_dirs``; the surrogate table), fed by a copy of the layer's synapses
+    (``adot_in``: W x_dot) and by the direction's own synapses (``start_in``: 2 q x); sends the spike
+    tangents (``sdot_out``, D (n + 1): each direction's row ends with the bias input's tangent, 0).
+    In the update step it sends a bAP with the negative / positive part of its layer's direction's d
+    as y2 / y3 to both synapse groups: to the layer's LearningDense through Lava's learning ports,
+    to the copy through ``tan_bap``, ``tan_y1``..``tan_y3``. Ports are flat vectors, direction-major."""
+
+    def __init__(self, *, cfg: FixedNetConfig, layer: int, shape: tuple[int], learning_rule: Loihi3FLearningRule,
+                 name: str | None = None) -> None:
+        super().__init__(shape=shape, learning_rule=learning_rule, name=name, cfg=cfg, layer=int(layer))
+        n, D = shape[0], cfg.n_dirs
+        self.a_in = InPort(shape=shape)
+        self.adot_in = InPort(shape=(D * n,))
+        self.start_in = InPort(shape=(D * n,))
+        self.ctrl_in = InPort(shape=(PCTRL_SIZE,))
+        self.d_in = InPort(shape=(D,))
+        self.s_out = OutPort(shape=(n + 1,))
+        self.sdot_out = OutPort(shape=(D * (n + 1),))
+        self.tan_bap = OutPort(shape=(D * n,))
+        self.tan_y1 = OutPort(shape=(D * n,))
+        self.tan_y2 = OutPort(shape=(D * n,))
+        self.tan_y3 = OutPort(shape=(D * n,))
+        self.v = Var(shape=shape, init=0)
+        self.v_dot = Var(shape=(D, n), init=0)
+
+
+class ForwardGradLoss(LearningNeuronProcess, AbstractProcess):
+    """Readout and loss neurons for global or layer-wise forward gradients with rule 'loihi2': sums the
+    readout and its tangents (``ydot_in`` + ``start_in``) over each sample, adds ``e y_dot`` to D
+    per direction at the sample's end, and in the update step sends ``d_k = clip(SR(D_k g_k /
+    2^shift_k), -127, 127)`` per direction (``gain`` (D, 2), written by the host before each batch)
+    to every hidden neuron and, split by sign into y2 / y3, to the readout's two synapse groups."""
+
+    def __init__(self, *, cfg: FixedNetConfig, learning_rule: Loihi3FLearningRule, gain: np.ndarray,
+                 updates: int = 0, name: str | None = None) -> None:
+        n_out, D = cfg.sizes[-1], cfg.n_dirs
+        super().__init__(shape=(n_out,), learning_rule=learning_rule, name=name, cfg=cfg)
+        self.y_in = InPort(shape=(n_out,))
+        self.ydot_in = InPort(shape=(D * n_out,))
+        self.start_in = InPort(shape=(D * n_out,))
+        self.target_in = InPort(shape=(n_out,))
+        self.ctrl_in = InPort(shape=(PCTRL_SIZE,))
+        self.d_out = OutPort(shape=(D,))
+        self.tan_bap = OutPort(shape=(D * n_out,))
+        self.tan_y1 = OutPort(shape=(D * n_out,))
+        self.tan_y2 = OutPort(shape=(D * n_out,))
+        self.tan_y3 = OutPort(shape=(D * n_out,))
+        self.y_acc = Var(shape=(n_out,), init=0)
+        self.ydot_acc = Var(shape=(D, n_out), init=0)
+        self.D = Var(shape=(D,), init=0)
+        self.gain = Var(shape=(D, 2), init=np.asarray(gain, dtype=np.int64))
+        self.updates = Var(shape=(1,), init=int(updates))
         self.sum_e2 = Var(shape=(1,), init=0)
         self.samples = Var(shape=(1,), init=0)

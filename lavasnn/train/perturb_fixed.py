@@ -38,9 +38,9 @@ LAVA_LIMIT = 400
 # these settings were chosen for; --hidden changes it.
 # lava-sim trains on LAVA_LIMIT samples, so it takes smaller batches to make as many updates.
 # weight: 0.03 of 0.003 / 0.01 / 0.03 / 0.05 (full grid: 0.63 / 0.59 / 0.41 / - after 5 epochs,
-# 0.356 / 0.365 for 0.03 / 0.05 after 15); the same lr for rule 'loihi2' (full grid, 15 epochs, seed 0:
-# 0.576 / 0.287 / 0.270 at 0.01 / 0.03 / 0.1; at 0.01 the third factors shrink to a few units, where the
-# learning engine's floor bias weighs, at 0.1 nearly half saturate at 127). The surrogate's width (FixedNetConfig.surrogate_width,
+# 0.356 / 0.365 for 0.03 / 0.05 after 15); rule 'loihi2' keeps each mode's lr (exploratory, full grid,
+# 15 epochs, seed 0: weight perturbation 0.478 / 0.185 / 0.366 at lr 0.01 / 0.03 / 0.1, layer-wise 0.062 at
+# 0.03). The surrogate's width (FixedNetConfig.surrogate_width,
 # 0.05 vth) was chosen over 0.3 / 0.15 / 0.1 by 15-epoch layer-wise runs: rel L2 0.068 / 0.071 /
 # 0.069 / 0.061 and 2.34 / 2.23 / 1.94 / 1.49 M synaptic events per step (a narrower window
 # leaves fewer non-zero graded tangents to send); global 0.126 / 0.118 at 0.3 / 0.05.
