@@ -96,7 +96,7 @@ class LavaLoihi2:
     Global and layer-wise forward gradients, with ``ForwardGradLIF`` and ``ForwardGradLoss``, add
     per layer after the first (whose input, the data, has no tangent) a LearningDense ``tangent{l}`` that holds D copies of the layer's weights on its
     diagonal (kron(I_D, W): the spike tangents of every direction pass the same weights, and the
-    copies learn exactly as the original, from the same y1, tags and rounding) and a plain Dense
+    copies learn exactly as the original, from the same factors, tags and rounding) and a plain Dense
     ``start{l}`` with the direction 2 q, whose output starts the tangent::
 
         x -> dense(l) -> a;   x_dot -> tangent(l) -> W x_dot;   x -> start(l) -> 2 q x << start_exp

@@ -135,7 +135,13 @@ y2 = 2^-e (the engine adds q: ``clip(w + q)``), on the last step of its perturbe
 (:func:`loihi2_third_factor`, stochastic rounding keyed by the update count; g carries the
 learning-rate schedule, :func:`loihi2_gain`), and every neuron sends a bAP with y2 / y3 = the
 negative / positive part of d: ``w <- SR(w - 2^e d q)``, in reals ``w - lr (L(w + p) - L(w)) p /
-sigma_p^2`` with d in 7 bits. Each LearningDense delays its output by one step, so layer l's
+sigma_p^2`` while |d| < 127; a saturated d clips the step (about a third of the forward-gradient
+modes' d's early in training at the default lr, few later; none in weight mode). A resumed run
+starts Lava's rounding streams afresh, in the engine as in Lava, so it ends close to, not equal
+to, an uninterrupted run. The LearningDense are built with ``num_weight_bits`` 9: Lava's learning
+model keeps learned weights as 8 bits plus sign, and with the default 8 its MIXED sign mode would
+drop the lowest bit of the weights a run starts from; whether a chip keeps that bit is not known
+here (a simulator assumption). Each LearningDense delays its output by one step, so layer l's
 neurons see the stream's control l + 1 steps late, send their add / remove factors l steps late,
 and a batch ends with L idle steps before the update step (:func:`loihi2_batch_steps`).
 
@@ -198,7 +204,7 @@ class FixedFormat:
     phi_frac: int = 8
     phi_index_shift: int = 4  # the table holds phi at (v' - vth) >> 4, steps of 1/64
     d_shift: int = 18
-    sigma_shift: int = 4  # weight mode: the perturbation is round(u / 2^sigma_shift) weight units
+    sigma_shift: int = 4  # weight mode, exact rule: the perturbation is round(u / 2^sigma_shift) weight units
     loss_diff_shift: int = 8  # weight mode: d = D >> loss_diff_shift
     node_d_shift: int = 16  # activity mode: per-sample d = D_b >> node_d_shift
 
@@ -269,6 +275,9 @@ class FixedNetConfig:
         if self.rule == "loihi2" and (self.grad != "surrogate" or self.directions != 1):
             raise UserError("--rule loihi2 runs the surrogate table with one direction per update "
                             "(not --grad stein or --directions > 1)")
+        if self.rule == "loihi2" and not 0 <= loihi2_start_exp(self.fmt) <= 7:
+            raise UserError(f"these fraction bits give the tangent's start synapses weight_exp "
+                            f"{loihi2_start_exp(self.fmt)}; Loihi's Dense takes 0..7 here")
         if self.rule == "loihi2" and self.mode == "global" and self.input_lr_scale != 1:
             raise UserError("--rule loihi2 with --mode global sends one third factor to every layer; "
                             "--input-lr-scale needs --mode layerwise")
@@ -300,7 +309,8 @@ class FixedNetConfig:
 
     @property
     def sigma(self) -> float:
-        """Weight mode: the real size of the perturbation along the real direction v = u / 2^dir_frac."""
+        """Weight mode, exact rule: the real size of the perturbation along the real direction v = u / 2^dir_frac
+        (rule 'loihi2' perturbs by q = round(u / 64) weight units, :func:`loihi2_direction`)."""
         return 2.0 ** (self.fmt.dir_frac - self.fmt.w_frac - self.fmt.sigma_shift)
 
     @property

@@ -97,6 +97,9 @@ def train_perturb_fixed(task: str, mode: str, grad: str, backend: str, out: str 
         rng.bit_generator.state = attrs["rng_state"]
         train_seconds = attrs["train_seconds"]
         log(runs.resume_message(run_dir, start_epoch, n_epochs))
+        if cfg.rule == "loihi2":
+            log("rule loihi2: the resumed run starts Lava's rounding streams afresh (a new Lava run does), so it "
+                "ends close to, not equal to, an uninterrupted run")
     else:
         if out is None:
             raise UserError("--out DIR is required for a new run")
