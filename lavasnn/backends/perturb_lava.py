@@ -93,11 +93,12 @@ class LavaLoihi2:
         stream.x_out -> dense0 -> lif0 -> dense1 -> .. -> dense(L-1) -> loss
         neurons' s_out_bap, s_out_y1..y3 -> their LearningDense;  loss.d_out -> every lif
 
-    Global and layer-wise forward gradients, with ``ForwardGradLIF`` and ``ForwardGradLoss``, add
-    per layer after the first (whose input, the data, has no tangent) a LearningDense ``tangent{l}`` that holds D copies of the layer's weights on its
-    diagonal (kron(I_D, W): the spike tangents of every direction pass the same weights, and the
-    copies learn exactly as the original, from the same factors, tags and rounding) and a plain Dense
-    ``start{l}`` with the direction 2 q, whose output starts the tangent::
+    Global and layer-wise forward gradients, with ``ForwardGradLIF`` and ``ForwardGradLoss``, add per
+    layer a plain Dense ``start{l}`` with the direction 2 q, whose output starts the tangent, and (after
+    the first layer, whose input has no tangent) a LearningDense ``tangent{l}`` holding D copies of
+    the layer's weights on its diagonal (kron(I_D, W): the spike tangents of every direction pass the
+    same weights, and the copies learn exactly as the original, from the same factors, tags and
+    rounding)::
 
         x -> dense(l) -> a;   x_dot -> tangent(l) -> W x_dot;   x -> start(l) -> 2 q x << start_exp
 
