@@ -50,11 +50,13 @@ def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, step
                         * len(order[i:i + batch]) for i in range(0, len(x), batch)]
         engine_losses.append(sum(batch_losses) / len(x))
 
-    lava_losses, lava_layers = [], []
+    lava_losses, lava_layers, copy_mismatches = [], [], [0]
 
     def on_epoch(epoch, layers, loss, updates):
         lava_losses.append(loss)
         lava_layers[:] = layers
+        if rule == "loihi2":  # read while the runtime is live
+            copy_mismatches[0] = lava.copy_mismatches()
 
     lava = lava_trainer(cfg, init, x, y, orders)
     lava.run(on_epoch)
@@ -69,6 +71,6 @@ def crosscheck_perturb(samples: int = 24, epochs: int = 2, hidden: int = 8, step
             "rule": rule, "updates": engine.updates,
             "weight_mismatches": mismatches,
             # rule 'loihi2', forward gradients: the tangents' synapse copies against the weights (in Lava)
-            "tangent_copy_mismatches": getattr(lava, "copy_mismatches_at_end", 0),
+            "tangent_copy_mismatches": copy_mismatches[0],
             "weights_changed": changed, "parameters": total, "engine_train_loss": engine_losses,
             "lava_train_loss": lava_losses}

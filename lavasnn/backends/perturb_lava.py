@@ -114,7 +114,7 @@ class LavaLoihi2:
         from lavasnn.procs import perturb_process as pp
 
         self.cfg, self.epoch_len, self.updates = cfg, len(x), updates
-        self.n_epochs, self.started, self.copy_mismatches_at_end = len(orders), False, 0
+        self.n_epochs, self.started = len(orders), False
         self.weight_mode = cfg.mode == "weight"
         rule = pp.perturbation_rule(cfg)
         # 8-bit weights plus sign, as Lava's learning engine keeps them: with the default 8 bits Lava's
@@ -220,13 +220,13 @@ class LavaLoihi2:
                 loss = pf.mse_real(sum_e2 - last_e2, n - last_n, self.cfg)
                 last_e2, last_n = sum_e2, n
                 on_epoch(epoch, self.layers(), loss, self.updates)
-                self.copy_mismatches_at_end = self.copy_mismatches()
 
     def layers(self) -> list[pf.LayerParams]:
         return [pf.split_augmented(torch.as_tensor(np.asarray(d.weights.get()), dtype=torch.int64)) for d in self.dense]
 
     def copy_mismatches(self) -> int:
-        """Forward-gradient modes: entries where the tangent synapses differ from kron(I_D, W) (must be 0)."""
+        """Forward-gradient modes: entries where the tangent synapses differ from kron(I_D, W) (must be 0;
+        call it while the run is live, e.g. from ``on_epoch``)."""
         if self.weight_mode:
             return 0
         eye = np.eye(self.cfg.n_dirs, dtype=np.int64)
