@@ -15,6 +15,15 @@ def test_lava_processes_import_after_tqdm():
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
+def test_lava_imports_lazily_after_a_lock_created_later():
+    """lavasnn.backends readies Lava at import; a lock made afterwards must not break a later
+    first import of Lava (crosscheck's run_lava imports Lava inside the function)."""
+    r = _run("import lavasnn.backends\n"
+             "import multiprocessing as mp; mp.Lock()\n"
+             "from lava.proc.dense.process import Dense; print('ok')")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
 def test_another_start_method_is_a_clear_error():
     r = _run("import multiprocessing as mp; mp.set_start_method('spawn')\n"
              "from lavasnn.errors import UserError\n"
