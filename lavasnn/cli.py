@@ -13,7 +13,7 @@ import sys
 from importlib import metadata
 
 from lavasnn import __version__
-from lavasnn.errors import UserError
+from lavasnn.errors import LavaProcessError, UserError
 
 VERSIONED_PACKAGES = ("lavasnn", "lava-nc", "lava-dl", "numpy", "scipy", "torch", "h5py", "nir")
 
@@ -397,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"lavasnn: error: {e}", file=sys.stderr)
         return 2
+    except LavaProcessError as e:  # a bug, not bad input: the failed process's traceback helps report it
+        print(f"{e.worker_traceback}lavasnn: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lavasnn: interrupted", file=sys.stderr)
         return 130

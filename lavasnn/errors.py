@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a one-line message instead of a traceback."""
+"""The CLI's exceptions: bad input (a one-line message, no traceback) and a failed Lava process."""
 
 
 class UserError(ValueError):
@@ -6,3 +6,12 @@ class UserError(ValueError):
 
     The message is one sentence that names the thing and what is allowed.
     """
+
+
+class LavaProcessError(RuntimeError):
+    """A process of a Lava run raised; the runtime was stopped. ``worker_traceback`` is its traceback."""
+
+    def __init__(self, process_name: str, error: BaseException, worker_traceback: str) -> None:
+        super().__init__(f"a Lava process of {process_name}'s network failed with {type(error).__name__}: {error}; "
+                         "the runtime was stopped")
+        self.worker_traceback = worker_traceback

@@ -4,6 +4,8 @@ runtime that fails to stop has its processes terminated."""
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -81,3 +83,20 @@ def test_a_runtime_interrupted_while_starting_is_taken_down_with_all_it_forked()
     assert unrelated.is_alive()
     unrelated.terminate()
     unrelated.join()
+
+
+def test_a_process_that_raises_stops_the_run_with_its_error():
+    """A ProcessModel that raises used to leave the main process waiting forever; now the session
+    stops the runtime and the CLI exits 1 with the error and the failed process's traceback. Run in a
+    subprocess with a timeout, so that a regression fails instead of hanging the suite."""
+    code = ("import sys\n"
+            "from lava.proc.dense.models import AbstractPyDenseModelBitAcc\n"
+            "def fail(self):\n    raise ValueError('injected failure')\n"
+            "AbstractPyDenseModelBitAcc.run_spk = fail\n"
+            "from lavasnn.cli import main\n"
+            "sys.exit(main(['smoke']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("lavasnn: error: a Lava process") and "ValueError: injected failure" in lines[-1]
+    assert "the runtime was stopped" in lines[-1] and 'in fail' in r.stderr  # the worker's traceback

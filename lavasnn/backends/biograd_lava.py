@@ -137,10 +137,12 @@ class LavaBioGrad:
 
     def close(self, failed: bool = False) -> None:
         """Stop the runtime (``failed``: after an exception or Ctrl-C) and remove the temporary folder."""
-        self._session.close(failed)
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        try:
+            self._session.close(failed)
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
 
     # ---------------------------------------------------------------------------------------
     def _run_chunk(self, spikes: np.ndarray, labels: np.ndarray | None, noise: np.ndarray | None,

@@ -9,6 +9,12 @@ is interrupted, and it stops the runtime. When the stop fails or hangs (an inter
 message half-read), the session terminates the runtime's processes and shuts down its shared
 memory instead.
 
+A ProcessModel that raises ends its own process, but the others, and the main process, wait
+for its messages forever. So while a session is open a watcher thread polls the runtime's
+processes every :data:`WATCH_INTERVAL` seconds; when one has failed, it interrupts the main
+thread as Ctrl-C would, the session stops the runtime, and :meth:`LavaSession.close` raises
+:class:`LavaProcessError` with the failed process's exception and traceback.
+
 Lava forks its processes. Forking a Python process in which ``torch.compile`` has started its
 worker threads can deadlock, so start Lava runs before compiling engine functions (the
 engine compiles only when asked: ``compile=True``), or run them in separate processes.
@@ -24,8 +30,11 @@ import threading
 import warnings
 from typing import Iterator
 
+from lavasnn.errors import LavaProcessError
+
 STOP_TIMEOUT = 30.0  # seconds a normal stop may take
 STOP_TIMEOUT_AFTER_ERROR = 5.0  # after an exception or Ctrl-C the runtime is often out of step
+WATCH_INTERVAL = 0.5  # seconds between two looks at the runtime's processes
 
 _open_sessions = 0  # sessions not yet closed; processes forked meanwhile are Lava's
 
@@ -39,7 +48,8 @@ os.register_at_fork(after_in_child=_ignore_sigint_in_lava_workers)
 
 
 class LavaSession:
-    """From construction on, processes forked are Lava's; :meth:`close` stops ``process``'s runtime."""
+    """From construction on, processes forked are Lava's; :meth:`close` stops ``process``'s runtime
+    (and raises :class:`LavaProcessError` if one of its processes failed)."""
 
     def __init__(self, process, stop_timeout: float = STOP_TIMEOUT) -> None:
         global _open_sessions
@@ -47,16 +57,51 @@ class LavaSession:
         self._children_before = set(multiprocessing.active_children())
         self._open = True
         _open_sessions += 1
+        self.failure: tuple[BaseException, str] | None = None
+        self._closing = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, args=(threading.current_thread(),), daemon=True)
+        self._watcher.start()
+
+    def _watch(self, owner: threading.Thread) -> None:
+        """Until close: look for a runtime process that raised; record it and interrupt ``owner``
+        (if it is the main thread, where Python delivers Ctrl-C)."""
+        while not self._closing.wait(WATCH_INTERVAL):
+            failure = _failed_actor(self.process)
+            if failure is not None:
+                self.failure = failure
+                if owner is threading.main_thread():
+                    signal.pthread_kill(owner.ident, signal.SIGINT)
+                return
 
     def close(self, failed: bool = False) -> None:
-        """Stop the runtime (``failed``: an exception is on its way, so wait less and say nothing)."""
+        """Stop the runtime (``failed``: an exception is on its way, so wait less and say nothing);
+        raise :class:`LavaProcessError` if a runtime process failed."""
         global _open_sessions
         if not self._open:
             return
         self._open = False
         _open_sessions -= 1
+        self._closing.set()
+        self._watcher.join()
+        failed = failed or self.failure is not None
         timeout = min(self.stop_timeout, STOP_TIMEOUT_AFTER_ERROR) if failed else self.stop_timeout
         _stop(self.process, timeout, failed, self._children_before)
+        if self.failure is not None:
+            raise LavaProcessError(getattr(self.process, "name", "?"), *self.failure) from None
+
+
+def _failed_actor(process) -> tuple[BaseException, str] | None:
+    """(exception, traceback) of the first of ``process``'s runtime processes that raised, if any
+    (Lava's ``SystemProcess`` sends them through a pipe as it ends)."""
+    infrastructure = getattr(getattr(process, "runtime", None), "_messaging_infrastructure", None)
+    for actor in list(getattr(infrastructure, "actors", [])):
+        try:
+            failure = getattr(actor, "exception", None)
+        except (OSError, ValueError, EOFError):  # closed by a stop meanwhile
+            continue
+        if failure is not None:
+            return failure
+    return None
 
 
 @contextlib.contextmanager
