@@ -7,7 +7,8 @@ Writes ``bench/results/perturb_onchip.json`` with
   layer-wise with Stein's derivative, ``layerwise-stein``, activity perturbation, ``activity``, and
   layer-wise and activity with four draws per update, ``layerwise-k4`` and ``activity-k4``, and
   weight perturbation, layer-wise and global forward gradients with Lava's LearningDense,
-  ``weight-loihi2``, ``layerwise-loihi2``, ``global-loihi2``):
+  ``weight-loihi2``, ``layerwise-loihi2``, ``global-loihi2``, and layer-wise with Stein's
+  derivative, ``layerwise-stein-loihi2``):
   relative L2 error, seconds per step, and the synaptic operations of one training step on an
   event-driven chip (spikes and non-zero tangents times fan-out, both runs of a sample for weight
   perturbation, plus one update per synapse) against backprop's dense MACs;
@@ -18,7 +19,8 @@ Writes ``bench/results/perturb_onchip.json`` with
   with Stein's derivative (``--lava-grad stein``), ``lava_activity`` with activity perturbation
   (``--lava-mode activity``), ``lava_activity_k4`` with four draws per update (``--lava-directions 4``),
   ``lava_loihi2`` and ``lava_weight_loihi2`` layer-wise forward gradients and weight perturbation in
-  Loihi 2's learning-engine form (``--lava-rule loihi2 [--lava-mode weight]``).
+  Loihi 2's learning-engine form (``--lava-rule loihi2 [--lava-mode weight]``), ``lava_stein_loihi2``
+  layer-wise with Stein's derivative in that form.
 
 Usage: ``python bench/bench_perturb_onchip.py [--epochs 15] [--lava-limit 400] [--lava-epochs 10]
 [--skip-full | --skip-lava] [--engine-runs NAME ..] [--lava-grad stein] [--lava-mode activity|weight]
@@ -87,7 +89,8 @@ ENGINE_RUNS = {"layerwise": ("layerwise", "surrogate", 1, "exact"), "global": ("
                "activity": ("activity", "surrogate", 1, "exact"), "layerwise-k4": ("layerwise", "surrogate", 4, "exact"),
                "activity-k4": ("activity", "surrogate", 4, "exact"), "weight-loihi2": ("weight", "surrogate", 1, "loihi2"),
                "layerwise-loihi2": ("layerwise", "surrogate", 1, "loihi2"),
-               "global-loihi2": ("global", "surrogate", 1, "loihi2")}
+               "global-loihi2": ("global", "surrogate", 1, "loihi2"),
+               "layerwise-stein-loihi2": ("layerwise", "stein", 1, "loihi2")}
 
 
 def engine_full(names: list[str], epochs: int, seed: int, workdir: Path) -> dict:

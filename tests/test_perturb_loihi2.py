@@ -85,7 +85,7 @@ def test_third_factor_carries_the_learning_rate():
 def test_rule_takes_what_the_learning_engine_can_do():
     with pytest.raises(UserError, match="takes --mode weight, global or layerwise, not activity"):
         pf.FixedNetConfig((2, 8, 1), mode="activity", rule="loihi2")
-    with pytest.raises(UserError, match="not --grad stein or --directions > 1"):
+    with pytest.raises(UserError, match="one direction per update in the tags"):
         pf.FixedNetConfig((2, 8, 1), mode="layerwise", rule="loihi2", directions=2)
     with pytest.raises(UserError, match="--input-lr-scale needs --mode layerwise"):
         pf.FixedNetConfig((2, 8, 1), mode="global", rule="loihi2", input_lr_scale=3.0)
@@ -123,13 +123,15 @@ def test_engine_training_lowers_the_loss():
     assert float(((engine.predict(x) - y) ** 2).mean()) < 0.5 * before
 
 
-@pytest.mark.parametrize("mode", ["layerwise", "global"])
-def test_forward_gradients_with_learning_dense_match_the_engine(mode):
+@pytest.mark.parametrize("mode, grad", [("layerwise", "surrogate"), ("global", "surrogate"), ("layerwise", "stein")])
+def test_forward_gradients_with_learning_dense_match_the_engine(mode, grad):
     """Both synapse groups of every layer learn in Lava's LearningDense; the tangent copies stay equal
-    to the weights, and the first layer learns too (its direction's tangent crossed two layers)."""
+    to the weights, and the first layer learns too (its direction's tangent crossed two layers).
+    Stein's noise is keyed by update, step and sample slot, which the neurons read off their delayed
+    control signals."""
     from lavasnn.crosscheck_perturb import crosscheck_perturb
 
-    report = crosscheck_perturb(mode=mode, rule="loihi2")
+    report = crosscheck_perturb(mode=mode, rule="loihi2", grad=grad)
     assert report["weight_mismatches"] == 0 and report["tangent_copy_mismatches"] == 0
     assert report["engine_train_loss"] == pytest.approx(report["lava_train_loss"], rel=1e-12)
     first_layer = (report["sizes"][0] + 1) * report["sizes"][1]
@@ -151,13 +153,14 @@ def _checkpoint(run) -> dict:
         return {f"{g}/{k}": f[g][k][()] for g in f for k in f[g]}
 
 
-@pytest.mark.parametrize("mode, passes", [("weight", 2), ("layerwise", 1)])
-def test_cli_trains_in_lava_as_in_the_engine_and_resumes(mode, passes, small_npz, tmp_path):
+@pytest.mark.parametrize("mode, grad, passes", [("weight", "surrogate", 2), ("layerwise", "stein", 1)])
+def test_cli_trains_in_lava_as_in_the_engine_and_resumes(mode, grad, passes, small_npz, tmp_path):
     """A run and a resumed run: Lava and the engine end on the same integers (forward gradients: the
-    tangent copies are rebuilt from the weights on resume). A resumed run starts Lava's rounding
-    streams afresh (in the engine too), so it need not equal an unbroken run."""
-    common = ["train", "perturb", "--task", f"npz:{small_npz}", "--mode", mode, "--rule", "loihi2", "--no-progress",
-              "--hidden", "6,6", "--batch", "10", "--lr", "0.005", "--limit", "20"]
+    tangent copies are rebuilt from the weights on resume, Stein's noise keyed by the update count).
+    A resumed run starts Lava's rounding streams afresh (in the engine too), so it need not equal an
+    unbroken run."""
+    common = ["train", "perturb", "--task", f"npz:{small_npz}", "--mode", mode, "--grad", grad, "--rule", "loihi2",
+              "--no-progress", "--hidden", "6,6", "--batch", "10", "--lr", "0.005", "--limit", "20"]
     for backend in (["--backend", "lava-sim"], ["--precision", "fixed"]):
         name = backend[1]
         assert main([*common, *backend, "--epochs", "1", "--out", str(tmp_path / name)]) == 0

@@ -141,7 +141,8 @@ class LavaLoihi2:
                                 name=f"start{l}") for l, w in enumerate(starts)]
             self.loss = pp.ForwardGradLoss(cfg=cfg, learning_rule=rule, gain=np.array(self.gains()), updates=updates,
                                            name="loss")
-            neurons = [pp.ForwardGradLIF(cfg=cfg, layer=l, shape=(n,), learning_rule=rule, name=f"lif{l}")
+            neurons = [pp.ForwardGradLIF(cfg=cfg, layer=l, shape=(n,), learning_rule=rule, updates=updates,
+                                         name=f"lif{l}")
                        for l, n in enumerate(cfg.sizes[1:-1])]
         self.stream.x_out.connect(self.dense[0].s_in)
         if not self.weight_mode:

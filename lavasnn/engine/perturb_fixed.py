@@ -158,9 +158,11 @@ input has no tangent), the second a plain Dense with weights 2 q that the host w
 (start_exp = w_frac - dir_frac + tan_frac - a_shift + 5, :func:`loihi2_tangent`: 2^6 q stands for
 u). After the batch the loss neuron sends one d_k per direction (g_k: the exact rule's ``c u`` with
 u -> 2^6 q, rescaled to q's variance) and layer l's synapses take ``w <- SR(w - 2^e d_k q)``. The
-neurons are the exact rule's (:func:`lif_step`). What stays outside Loihi 2's learning engine: the
-neurons' tangent compartments and surrogate lookup (microcode), and the per-synapse directions the
-host writes into the tags and start synapses before each batch.
+neurons are the exact rule's (:func:`lif_step`, with the surrogate table or, ``grad`` 'stein',
+Stein's estimate keyed by update, step and sample slot). What stays outside Loihi 2's learning
+engine: the neurons' tangent compartments and surrogate lookup or Stein's noisy threshold tests
+(microcode), and the per-synapse directions the host writes into the tags and start synapses
+before each batch.
 """
 
 from __future__ import annotations
@@ -272,9 +274,8 @@ class FixedNetConfig:
             raise UserError(f"on-chip perturbation rule {self.rule!r} is not one of: {', '.join(RULES)}")
         if self.rule == "loihi2" and self.mode not in ("weight", "global", "layerwise"):
             raise UserError(f"--rule loihi2 takes --mode weight, global or layerwise, not {self.mode}")
-        if self.rule == "loihi2" and (self.grad != "surrogate" or self.directions != 1):
-            raise UserError("--rule loihi2 runs the surrogate table with one direction per update "
-                            "(not --grad stein or --directions > 1)")
+        if self.rule == "loihi2" and self.directions != 1:
+            raise UserError("--rule loihi2 holds one direction per update in the tags (not --directions > 1)")
         if self.rule == "loihi2" and not 0 <= loihi2_start_exp(self.fmt) <= 7:
             raise UserError(f"these fraction bits give the tangent's start synapses weight_exp "
                             f"{loihi2_start_exp(self.fmt)}; Loihi's Dense takes 0..7 here")

@@ -448,7 +448,17 @@ class PyForwardGradLIFFixed(LearningNeuronModelFixed):
         self.layer: int = proc_params["layer"]
         (self.k,) = self.cfg.directions_of(self.layer)
         self.ctrl = _Delayed(self.layer + 1, (PCTRL_SIZE,))
-        self.phi = pf.spike_derivative(self.cfg, pf.surrogate_table(self.cfg))
+        self.table = pf.surrogate_table(self.cfg)
+        # Stein's noise keys, read off the delayed control signals: updates so far, sample slot, step
+        self.updates, self.slot, self.t = proc_params["updates"], 0, 0
+        self._noise: tuple[int, torch.Tensor] | None = None
+
+    def derivative(self):
+        if self.cfg.grad == "surrogate":
+            return pf.spike_derivative(self.cfg, self.table)
+        if self._noise is None or self._noise[0] != self.updates:  # drawn once per batch
+            self._noise = (self.updates, pf.stein_noise(self.cfg, self.layer, self.updates))
+        return pf.spike_derivative(self.cfg, self.table, self._noise[1][self.t, self.slot])
 
     def run_spk(self) -> None:
         self.ctrl.push(self.ctrl_in.recv())
@@ -458,11 +468,18 @@ class PyForwardGradLIFFixed(LearningNeuronModelFixed):
         a_dot = _t(self.adot_in.recv()).reshape(D, n) + _t(self.start_in.recv()).reshape(D, n)
         (now,), (dyn,) = self.ctrl.ago(0), self.ctrl.ago(self.layer + 1)
         out, out_dot = np.zeros(n + 1, dtype=INT), np.zeros((D, n + 1), dtype=INT)
+        if dyn[PCTRL_UPDATE]:  # the batch's samples have passed this layer
+            self.updates, self.slot = self.updates + 1, 0
         if dyn[PCTRL_ACTIVE]:
             if dyn[PCTRL_SAMPLE_START]:
                 self.v[:] = 0
                 self.v_dot[:] = 0
-            s, s_dot, new = pf.lif_step(a, a_dot, pf.NeuronState(_t(self.v), _t(self.v_dot)), self.cfg, self.phi)
+                self.t = 0
+            s, s_dot, new = pf.lif_step(a, a_dot, pf.NeuronState(_t(self.v), _t(self.v_dot)), self.cfg,
+                                        self.derivative())
+            self.t += 1
+            if dyn[PCTRL_SAMPLE_END]:
+                self.slot += 1
             self.v[:] = new.v.numpy()
             self.v_dot[:] = new.v_dot.numpy()
             out[:-1], out[-1], out_dot[:, :-1] = s.numpy(), self.cfg.fmt.one, s_dot.numpy()

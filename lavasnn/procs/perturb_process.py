@@ -203,7 +203,8 @@ class WeightPerturbLoss(LearningNeuronProcess, AbstractProcess):
 class ForwardGradLIF(LearningNeuronProcess, AbstractProcess):
     """Hidden LIF neurons of layer ``layer`` for global or layer-wise forward gradients with rule
     'loihi2': :class:`WeightPerturbLIF`'s voltage and timing, plus one tangent compartment per
-    direction (D = ``cfg.n_dirs``; the surrogate table), fed by a copy of the layer's synapses
+    direction (D = ``cfg.n_dirs``; the surrogate table, or Stein's estimate keyed like
+    :class:`PerturbLIF`'s, ``updates`` the updates made before this run), fed by a copy of the layer's synapses
     (``adot_in``: W x_dot) and by the direction's own synapses (``start_in``: 2 q x); sends the spike
     tangents (``sdot_out``, D (n + 1): each direction's row ends with the bias input's tangent, 0).
     In the update step it sends a bAP with the negative / positive part of its layer's direction's d
@@ -211,8 +212,9 @@ class ForwardGradLIF(LearningNeuronProcess, AbstractProcess):
     to the copy through ``tan_bap``, ``tan_y1``..``tan_y3``. Ports are flat vectors, direction-major."""
 
     def __init__(self, *, cfg: FixedNetConfig, layer: int, shape: tuple[int], learning_rule: Loihi3FLearningRule,
-                 name: str | None = None) -> None:
-        super().__init__(shape=shape, learning_rule=learning_rule, name=name, cfg=cfg, layer=int(layer))
+                 updates: int = 0, name: str | None = None) -> None:
+        super().__init__(shape=shape, learning_rule=learning_rule, name=name, cfg=cfg, layer=int(layer),
+                         updates=int(updates))
         n, D = shape[0], cfg.n_dirs
         self.a_in = InPort(shape=shape)
         self.adot_in = InPort(shape=(D * n,))
