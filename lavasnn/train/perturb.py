@@ -168,6 +168,15 @@ class TaskSettings:
 # over SGD here is a per-layer step normalisation (g = d v: every weight's second moment is d^2).
 # On the Mexican hat it does not pay (32 wide, batch 100, 15 epochs, the on-chip budget):
 # per-layer normalised steps without momentum 0.087 at lr 3e-3 and 1e-2, SGD at lr 0.03 0.065.
+# Backprop with Adam-mini (full Poisson defaults) ends at 0.052 against Adam's 0.041, so per-weight
+# second moments explain little of the 2.7x gap. Also tried for Poisson layer-wise (seed 0):
+# * one direction per training function (branch) and per query point (trunk), the same MACs as
+#   one per batch (each sample's tangent is its own matrix-vector product), over the full 2,000
+#   epochs: lr 1e-3 / 3e-3 / 6e-3 0.157 / 0.100 / 0.128 (one per batch: 0.112), so 2.4x;
+# * the previous estimate m as a control variate, g = m + (d - m.v) v, m <- m + (c / n_l)(d - m.v) v
+#   (unbiased; Silver et al. 2022, "Learning by directional gradient descent", track the gradient
+#   so): 500-epoch schedule c = 1 / 0.2 0.205 / 0.177 (plain 0.171), and stepping along m itself
+#   diverged (it lags the gradient by about n_l steps).
 _SGD = {"optimizer": "sgd", "width": 0.05}
 SETTINGS = {
     "mexican-hat": TaskSettings((128, 128), 0, NeuronConfig(steps=16), 0, 0, False,
