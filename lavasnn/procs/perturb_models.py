@@ -206,6 +206,23 @@ class PyPerturbDenseFixed(PyLoihiProcessModel):
         self.updates[:] = self.updates + 1
 
 
+class _SpikeDerivative:
+    """phi of a hidden layer's neurons for :func:`lavasnn.engine.perturb_fixed.lif_step`: the
+    surrogate table, or Stein's estimate from the noise of update ``updates`` at step ``t`` and
+    sample slot ``slot`` (drawn once per update)."""
+
+    def __init__(self, cfg: pf.FixedNetConfig, layer: int) -> None:
+        self.cfg, self.layer, self.table = cfg, layer, pf.surrogate_table(cfg)
+        self._noise: tuple[int, torch.Tensor] | None = None
+
+    def __call__(self, updates: int, t: int, slot: int):
+        if self.cfg.grad == "surrogate":
+            return pf.spike_derivative(self.cfg, self.table)
+        if self._noise is None or self._noise[0] != updates:
+            self._noise = (updates, pf.stein_noise(self.cfg, self.layer, updates))
+        return pf.spike_derivative(self.cfg, self.table, self._noise[1][t, slot])
+
+
 @implements(proc=PerturbLIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
@@ -222,18 +239,13 @@ class PyPerturbLIFFixed(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.cfg: pf.FixedNetConfig = proc_params["cfg"]
         self.layer: int = proc_params["layer"]
-        self.table = pf.surrogate_table(self.cfg)
+        self.phi = _SpikeDerivative(self.cfg, self.layer)
         # Stein's noise keys: updates so far, the sample's slot in its batch, the step in the sample
         self.updates, self.slot, self.t = proc_params["updates"], 0, 0
-        self._noise: tuple[int, torch.Tensor] | None = None
 
     def derivative(self):
-        if self.cfg.grad == "surrogate":
-            return pf.spike_derivative(self.cfg, self.table)
-        if self._noise is None or self._noise[0] != self.updates:  # drawn once per batch
-            self._noise = (self.updates, pf.stein_noise(self.cfg, self.layer, self.updates))
         # t = T in an update step, whose output is unused
-        return pf.spike_derivative(self.cfg, self.table, self._noise[1][self.t % self.cfg.steps, self.slot])
+        return self.phi(self.updates, self.t % self.cfg.steps, self.slot)
 
     def run_spk(self) -> None:
         ctrl = self.ctrl_in.recv()
@@ -448,17 +460,9 @@ class PyForwardGradLIFFixed(LearningNeuronModelFixed):
         self.layer: int = proc_params["layer"]
         (self.k,) = self.cfg.directions_of(self.layer)
         self.ctrl = _Delayed(self.layer + 1, (PCTRL_SIZE,))
-        self.table = pf.surrogate_table(self.cfg)
+        self.phi = _SpikeDerivative(self.cfg, self.layer)
         # Stein's noise keys, read off the delayed control signals: updates so far, sample slot, step
         self.updates, self.slot, self.t = proc_params["updates"], 0, 0
-        self._noise: tuple[int, torch.Tensor] | None = None
-
-    def derivative(self):
-        if self.cfg.grad == "surrogate":
-            return pf.spike_derivative(self.cfg, self.table)
-        if self._noise is None or self._noise[0] != self.updates:  # drawn once per batch
-            self._noise = (self.updates, pf.stein_noise(self.cfg, self.layer, self.updates))
-        return pf.spike_derivative(self.cfg, self.table, self._noise[1][self.t, self.slot])
 
     def run_spk(self) -> None:
         self.ctrl.push(self.ctrl_in.recv())
@@ -476,7 +480,7 @@ class PyForwardGradLIFFixed(LearningNeuronModelFixed):
                 self.v_dot[:] = 0
                 self.t = 0
             s, s_dot, new = pf.lif_step(a, a_dot, pf.NeuronState(_t(self.v), _t(self.v_dot)), self.cfg,
-                                        self.derivative())
+                                        self.phi(self.updates, self.t, self.slot))
             self.t += 1
             if dyn[PCTRL_SAMPLE_END]:
                 self.slot += 1
