@@ -396,6 +396,18 @@ def test_out_must_be_a_folder_we_can_create(tmp_path):
     assert (tmp_path / "afile").read_text() == "kept"
 
 
+def test_a_run_that_fails_in_its_first_epoch_leaves_no_folder(tmp_path):
+    task = write_tiny_hat(tmp_path / "hat.npz", n=6)
+    opts = dict(progress=False, log=lambda s: None, overrides={"batch": 12, "lr": 1e30})
+    for out in (tmp_path / "new" / "run", tmp_path / "mine"):
+        if out.name == "mine":
+            out.mkdir()  # a folder the user made is kept, empty as it was
+        with pytest.raises(UserError, match="nothing was written"):
+            train_perturb(task, "layerwise", "surrogate", "engine", out, 2, 0, **opts)
+    assert not (tmp_path / "new").exists()
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+
+
 def test_npz_path_is_kept_absolute_so_resume_works_from_elsewhere(tmp_path, monkeypatch):
     write_tiny_hat(tmp_path / "hat.npz", n=6)
     monkeypatch.chdir(tmp_path)

@@ -474,7 +474,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         total_seconds += seconds
         train_loss = float(np.mean(losses))
         if not np.isfinite(train_loss):
-            kept = f"{run_dir} keeps epoch {epoch}" if epoch else f"{run_dir} holds no finished epoch"
+            kept = f"{run_dir} keeps epoch {epoch}" if epoch else f"nothing was written to {run_dir}"
             scale = f" or --input-lr-scale (this run's: {cfg.input_lr_scale:g})" if cfg.input_lr_scale != 1 else ""
             raise UserError(f"training diverged in epoch {epoch + 1} (loss {train_loss:.3g}); {kept}; "
                             f"start again with a smaller --lr (this run's: {cfg.lr:g}){scale}")

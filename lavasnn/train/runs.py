@@ -40,19 +40,21 @@ def write_json(path: Path, data) -> None:
 
 
 def new_run_dir(out: str | Path) -> Path:
-    """Create ``out`` for a new run; refuse one that already holds a run."""
+    """Check that ``out`` can take a new run: not a file, no run in it yet, and a folder we may
+    create or write to. The folder itself is made by the first checkpoint
+    (:func:`save_checkpoint`), so a run that fails or is stopped before its first epoch
+    leaves nothing behind."""
     if not str(out).strip():
         raise UserError("--out is empty; give the folder the run should be written to")
     out = Path(out)
     if (out / CHECKPOINT).exists():
         raise UserError(f"{out} already holds a run ({CHECKPOINT}); continue it with --resume {out} "
                         "or choose another --out")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create --out {out}: {e.strerror}") from None
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot use --out {out}: {existing} exists and is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot use --out {out}: {existing} is not writable")
     return out
 
 
@@ -73,7 +75,8 @@ def load_metrics(run_dir: str | Path) -> dict:
 
 
 def save_checkpoint(run_dir: Path, arrays: dict[str, list[np.ndarray]], attrs: dict) -> None:
-    """Write groups of arrays (e.g. weights/0, weights/1) and JSON-encoded attributes."""
+    """Write groups of arrays (e.g. weights/0, weights/1) and JSON-encoded attributes, creating
+    ``run_dir`` if needed."""
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             for group, items in arrays.items():
@@ -82,6 +85,10 @@ def save_checkpoint(run_dir: Path, arrays: dict[str, list[np.ndarray]], attrs: d
                     g.create_dataset(str(i), data=np.asarray(a))
             for key, value in attrs.items():
                 f.attrs[key] = json.dumps(value)
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create {run_dir}: {e.strerror}") from None
     _atomic(Path(run_dir) / CHECKPOINT, write)
 
 
