@@ -137,7 +137,7 @@ BIOGRAD_RUN_OPTIONS = ("data", "limit", "hidden", "batch", "steps", "error_start
                        "sleep_batch", "sleep_steps", "backend", "precision", "biograd_rule")
 PERTURB_DEFAULTS = {"task": "mexican-hat", "mode": "layerwise", "grad": "surrogate", "backend": "engine", "seed": 0}
 PERTURB_RUN_OPTIONS = (*PERTURB_DEFAULTS, "precision", "limit", "hidden", "lr", "batch", "input_lr_scale", "directions",
-                       "perturb_rule")
+                       "per_sample", "perturb_rule")
 
 
 def _given(args: argparse.Namespace, options) -> list[str]:
@@ -187,7 +187,8 @@ def _train(args: argparse.Namespace) -> int:
         if args.resume is None and args.out is None:
             raise UserError("--out DIR is required (or --resume DIR to continue a run)")
         overrides = {k: v for k, v in (("lr", args.lr), ("batch", args.batch), ("input_lr_scale", args.input_lr_scale),
-                                        ("directions", args.directions), ("rule", args.perturb_rule)) if v is not None}
+                                        ("directions", args.directions), ("rule", args.perturb_rule),
+                                        ("per_sample", args.per_sample or None)) if v is not None}
         given = _given(args, PERTURB_RUN_OPTIONS) if args.resume is not None else []
         if given:
             raise UserError(f"{', '.join(given)} set up a new run; a resumed run keeps its own "
@@ -334,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forward-gradient modes: average this many independent estimates per step, at this many "
                         "times the step's forward-mode work (on chip: tangent compartments per direction; "
                         "default 1, the paper's rule)")
+    p.add_argument("--per-sample", action="store_true",
+                   help="global and layerwise, float engine: one weight direction per sample (operators: per "
+                        "function for the branch, per point for a trunk) instead of one per batch, the same "
+                        "products plus one sum per weight and sample (beyond the paper)")
     p.add_argument("--rule", dest="perturb_rule", choices=["exact", "loihi2"], default=None,
                    help="fixed point: exact (default; synapses with their own random directions) or loihi2 "
                         "(--mode weight, global or layerwise: every weight change made by Lava's LearningDense, the "

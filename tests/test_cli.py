@@ -106,6 +106,28 @@ def test_cli_train_perturb_lr_and_batch_and_divergence(tmp_path, capsys):
     assert "a resumed run keeps its own" in capsys.readouterr().err
 
 
+def test_cli_train_perturb_per_sample_directions(tmp_path, capsys):
+    """--per-sample reaches the run, costs its sums per weight and sample, survives a resume;
+    modes and precisions it does not apply to get a one-line error."""
+    run = tmp_path / "ps"
+    common = ["--task", "mexican-hat", "--epochs", "1", "--batch", "2500", "--hidden", "8", "--no-progress"]
+    assert main(["train", "perturb", *common, "--per-sample", "--out", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["per_sample"] is True and runs.load_checkpoint(run)[1]["config"]["per_sample"] is True
+    assert main(["train", "perturb", *common, "--out", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert metrics["macs_per_step"] - plain["macs_per_step"] == 2500 * (8 * 2 + 8 + 8 + 1)
+    assert metrics["rel_l2"] != plain["rel_l2"]
+    assert main(["train", "perturb", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert runs.load_checkpoint(run)[1]["config"]["per_sample"] is True
+    capsys.readouterr()
+    for extra in (["--mode", "activity"], ["--precision", "fixed"]):
+        assert main(["train", "perturb", *common, "--per-sample", *extra, "--out", str(tmp_path / "no")]) == 2
+        err = capsys.readouterr().err
+        assert "per-sample" in err and "Traceback" not in err
+    assert not (tmp_path / "no").exists()
+
+
 def test_cli_train_perturb_hidden_sets_the_network_and_resumes(tmp_path, capsys):
     """--hidden and --input-lr-scale reach the model (float and fixed point); a resumed run keeps them."""
     run = tmp_path / "wide"

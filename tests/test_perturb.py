@@ -167,6 +167,75 @@ def test_activity_gradient_is_unbiased(case):
     assert float(total @ exact / (total.norm() * exact.norm())) > 0.95
 
 
+def _one_sample(model, inputs, target, k, s):
+    """The inputs and targets of sample s of group k's sub-network alone: an MLP input, a
+    function (branch), a query point (DeepONet trunk) or an axis point (SepONet trunk i)."""
+    if isinstance(model, SpikingMLP):
+        return inputs[s:s + 1], target[s:s + 1]
+    nb, (branch, trunk) = model.branch.n_groups, inputs
+    if k < nb:
+        return (branch[s:s + 1], trunk), target[s:s + 1]
+    if isinstance(model, SpikingDeepONet):
+        return (branch, trunk[s:s + 1]), target[:, s:s + 1]
+    axis = int(np.searchsorted(np.cumsum([t.n_groups for t in model.trunks]), k - nb, "right"))
+    grid = target.reshape(len(branch), *(len(a) for a in trunk)).select(1 + axis, s).reshape(len(branch), -1)
+    return (branch, tuple(a[s:s + 1] if i == axis else a for i, a in enumerate(trunk))), grid
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_per_sample_directions_sum_each_samples_directional_derivative(case):
+    """Layer-wise with per-sample directions: g_k = sum_s (grad_k L_s . v_k,s) v_k,s, with L_s
+    the sample's share of the loss and its gradient by backprop on that sample alone."""
+    model, params, inputs = tiny_models()[case]
+    y = model.forward(params, inputs, pt.SpikeGrad("none"))
+    target = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
+    engine = PerturbEngine(model, params, PerturbConfig(mode="layerwise", per_sample=True), 1, updates=5)
+    _, grads = engine.gradient(inputs, target)
+    shapes = model.node_shapes(inputs)
+    for k in model.node_groups:
+        v = pt.sample_directions(0, 5, k, shapes[k][-2], [p.shape for p in params[k]])
+        expected = [torch.zeros_like(p) for p in params[k]]
+        for s in range(shapes[k][-2]):
+            x_s, t_s = _one_sample(model, inputs, target, k, s)
+            _, g_s = pt.backprop_gradient(lambda q: ((model.forward(q, x_s, SURROGATE) - t_s) ** 2).sum() / y.numel(),
+                                          params)
+            d_s = sum(float((g * q[s]).sum()) for g, q in zip(g_s[k], v))
+            expected = [e + d_s * q[s] for e, q in zip(expected, v)]
+        for got, want in zip(grads[k], expected):
+            assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_per_sample_global_estimate_is_unbiased(case):
+    """Averaged over draws, one direction per sample over all layers gives backprop's gradient
+    (the mean of 1,000 draws has cosine 0.90-0.98 with it; 3,000 draws 0.976-0.991)."""
+    model, params, inputs = tiny_models()[case]
+    y = model.forward(params, inputs, pt.SpikeGrad("none"))
+    target = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
+    engine = PerturbEngine(model, params, PerturbConfig(mode="global", per_sample=True), 1)
+    total = 0
+    for step in range(1000):
+        engine.updates = step
+        total = total + torch.cat([g.flatten() for gl in engine.gradient(inputs, target)[1] for g in gl])
+    _, grads = pt.backprop_gradient(lambda q: ((model.forward(q, inputs, SURROGATE) - target) ** 2).mean(), params)
+    exact = torch.cat([g.flatten() for gl in grads for g in gl])
+    assert float(total @ exact / (total.norm() * exact.norm())) > 0.85
+
+
+def test_per_sample_directions_cost_a_sum_per_weight_and_sample_and_need_weight_modes():
+    model, params, inputs = tiny_models()[1]  # DeepONet: 3 functions, 6 points
+    engine = PerturbEngine(model, params, PerturbConfig(mode="layerwise", per_sample=True), 1)
+    ops = model.ops(3, 6)
+    plain = step_cost("layerwise", ops, engine.n_params, len(params)).macs
+    per_layer = [sum(p.numel() for p in g) for g in params]
+    nb = model.branch.n_groups
+    assert engine.cost(ops, [3] * nb + [6] * (len(params) - 1 - nb) + [0]).macs == (
+        plain + 3 * sum(per_layer[:nb]) + 6 * sum(per_layer[nb:-1]))
+    for mode in ("activity", "weight", "bp"):
+        with pytest.raises(UserError, match="per-sample"):
+            PerturbConfig(mode=mode, per_sample=True)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gaussian_surrogate_is_the_density_and_zero_where_it_underflows(dtype):
     """phi_w(x) = exp(-x^2 / (2 w^2)) / (sqrt(2 pi) w), bit for bit, where the exponential is at

@@ -3,7 +3,8 @@
 One training step on a batch (inputs, targets), loss ``L = mean((y - target)^2)``:
 
 * ``global`` / ``layerwise``: directional derivative(s) d along v by forward mode
-  (:mod:`lavasnn.learning.perturb`), gradient estimate ``g_l = d v_l`` or ``d_l v_l``;
+  (:mod:`lavasnn.learning.perturb`), gradient estimate ``g_l = d v_l`` or ``d_l v_l``; with
+  ``per_sample``, one direction and scalar per sample, ``g_l = sum_s d_l,s v_l,s``;
 * ``activity``: per-sample scalars d_l,b along neuron perturbations u_l by forward mode,
   ``g_W = sum (d_l,b u_l,b) x^T`` (:func:`lavasnn.learning.perturb.activity_gradient`);
 * ``weight``: ``d = (L(theta + sigma v) - L(theta)) / sigma``, ``g = d v``;
@@ -28,8 +29,10 @@ the forward pass's multiply-accumulates:
   layer-wise tangent of layer k only for k's weights and the products downstream of k (the
   engine carries each tangent only from its layer on, so it computes what it counts); activity
   the same as layer-wise, its local product sum a_hat x^T taking the place of the tangent's
-  W_dot x; weight perturbation 2F; K directions repeat the forward-mode pass K times (K
-  passes, K times its MACs); every mode adds one MAC per parameter for the update;
+  W_dot x; per-sample directions as layer-wise (or global), their tangent ``V_s x_s`` in place
+  of ``W_dot x``, plus one MAC per weight and sample for ``sum_s d_s v_s``; weight perturbation
+  2F; K directions repeat the forward-mode pass K times (K passes, K times its MACs); every mode
+  adds one MAC per parameter for the update;
 * activation memory: bytes of the tensors autograd keeps for the backward pass, measured with
   :func:`torch.autograd.graph.saved_tensors_hooks` (forward-mode passes keep none), plus, in
   activity mode, the layers' inputs kept for the local products;
@@ -71,6 +74,7 @@ class PerturbConfig:
     seed: int = 0
     input_lr_scale: float = 1.0  # lr factor for the layers fed by the data (model.input_groups)
     directions: int = 1  # forward-gradient modes: estimates (independent draws) averaged per step
+    per_sample: bool = False  # global / layerwise: one weight direction per sample instead of per batch
 
     def __post_init__(self) -> None:
         if self.mode not in pt.MODES:
@@ -85,6 +89,9 @@ class PerturbConfig:
         for name in ("batch", "epochs", "stein_samples", "directions"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be an integer >= 1, got {getattr(self, name)}")
+        if self.per_sample and self.mode not in ("global", "layerwise"):
+            raise UserError(f"per-sample directions apply to modes global and layerwise (activity perturbs "
+                            f"each sample already); mode {self.mode!r} draws one per batch")
         if self.directions > 1 and self.mode not in FORWARD_MODES:
             raise UserError(f"directions > 1 averages forward-gradient estimates ({', '.join(FORWARD_MODES)}); "
                             f"mode {self.mode!r} takes 1")
@@ -113,19 +120,20 @@ def derivative_macs(ops: list[Op], perturbed: set[int]) -> int:
 
 
 def step_cost(mode: str, ops: list[Op], n_params: int, n_groups: int, directions: int = 1,
-              shared_primal: bool = False) -> StepCost:
+              shared_primal: bool = False, sample_sum_macs: int = 0) -> StepCost:
     """Forward passes and multiply-accumulates of one training step (module docstring); with
     ``directions`` K > 1 the step repeats the forward-mode pass K times, or, with
     ``shared_primal`` (the on-chip rule: K tangent compartments per neuron), runs the primal
-    pass once and the K tangents beside it."""
+    pass once and the K tangents beside it. ``sample_sum_macs``: per estimate, the sums
+    ``sum_s d_s v_s`` of per-sample directions."""
     forward = sum(o.macs for o in ops)
     if mode == "weight":
         return StepCost(2, 2 * forward + n_params)
     tangents = [set(range(n_groups))] if mode in ("bp", "global") else [{k} for k in range(n_groups)]
     derivative = sum(derivative_macs(ops, groups) for groups in tangents)
     if shared_primal:
-        return StepCost(1, forward + directions * derivative + n_params)
-    return StepCost(directions, directions * (forward + derivative) + n_params)
+        return StepCost(1, forward + directions * (derivative + sample_sum_macs) + n_params)
+    return StepCost(directions, directions * (forward + derivative + sample_sum_macs) + n_params)
 
 
 class SavedBytes:
@@ -201,8 +209,8 @@ class PerturbEngine:
     def _estimate(self, inputs, targets: torch.Tensor, draw: int) -> tuple[float, pt.Params]:
         """(loss, one gradient estimate along the directions of draw ``draw``)."""
         v = pt.directions(self.cfg.seed, self.updates, self.params, draw)
-        if self.cfg.mode == "activity":
-            return self._activity_gradient(inputs, targets, v, draw)
+        if self.cfg.mode == "activity" or self.cfg.per_sample:
+            return self._node_gradient(inputs, targets, v, draw)
         with torch.no_grad():
             if self.cfg.mode == "weight":
                 loss_fn = self.loss_fn(inputs, targets, pt.SpikeGrad("none"))
@@ -214,27 +222,38 @@ class PerturbEngine:
         return float(loss), pt.forward_gradient(d, v)
 
     @torch.no_grad()
-    def _activity_gradient(self, inputs, targets: torch.Tensor, v: pt.Params, draw: int
-                           ) -> tuple[float, pt.Params]:
-        """Layer-wise activity perturbation: one forward pass carrying a tangent per layer, started
-        at the layer's neurons (u) for the node groups and at the weights (v) for the others."""
+    def _node_gradient(self, inputs, targets: torch.Tensor, v: pt.Params, draw: int) -> tuple[float, pt.Params]:
+        """Tangents that start at the layers' neurons: activity perturbation (u) or per-sample
+        weight directions (``V_s x_s + b_dot_s``); the groups without neurons (b_0) keep their
+        weight direction. One forward pass, one tangent per layer (global: one in all)."""
         node_groups = set(self.model.node_groups)
         shapes = self.model.node_shapes(inputs)
-        u = {k: pt.node_noise(self.cfg.seed, self.updates, k, shapes[k], draw=draw) for k in node_groups}
-        tangents = pt.layerwise_tangents([[torch.zeros_like(q) for q in vl] if k in node_groups else vl
-                                          for k, vl in enumerate(v)])
+        tangent_of = (lambda k: 0) if self.cfg.mode == "global" else (lambda k: k)  # noqa: E731
+        if self.cfg.mode == "activity":
+            u = {k: pt.node_noise(self.cfg.seed, self.updates, k, shapes[k], draw=draw) for k in node_groups}
+        else:
+            vs = {k: pt.sample_directions(self.cfg.seed, self.updates, k, shapes[k][-2],
+                                          [p.shape for p in self.params[k]], self.params[k][0].dtype, draw)
+                  for k in node_groups}
+            u = {k: pt.sample_tangent(vs[k]) for k in node_groups}
+        weight_v = [[torch.zeros_like(q) for q in vl] if k in node_groups else vl for k, vl in enumerate(v)]
+        tangents = pt.global_tangents(weight_v) if self.cfg.mode == "global" else pt.layerwise_tangents(weight_v)
         record: list[torch.Tensor] = []
         y, y_dot = self.model.forward_dual(self.params, tangents, inputs, self.spike_grad(draw).derivative,
-                                           [(k, u[k]) if k in node_groups else None for k in range(len(v))], record)
-        self.kept_input_bytes = sum(x.numel() * x.element_size() for x in record)
+                                           [(tangent_of(k), u[k]) if k in node_groups else None
+                                            for k in range(len(v))], record)
+        if self.cfg.mode == "activity":
+            self.kept_input_bytes = sum(x.numel() * x.element_size() for x in record)
         err = y - targets
         c = 2 * err * y_dot / err.numel()  # dL/dy times y_dot, per direction and output
         grads = []
         for k, vk in enumerate(v):
-            if k in node_groups:
-                grads.append(pt.activity_gradient(self.model.sample_sums(c[k], k, inputs), u[k], record[k]))
-            else:
-                grads.append([c[k].sum() * q for q in vk])
+            if k not in node_groups:
+                grads.append([c[tangent_of(k)].sum() * q for q in vk])
+                continue
+            d = self.model.sample_sums(c[tangent_of(k)], k, inputs)  # one scalar per sample
+            grads.append(pt.activity_gradient(d, u[k], record[k]) if self.cfg.mode == "activity"
+                         else pt.sample_gradient(d, vs[k]))
         return float((err ** 2).mean()), grads
 
     def step(self, inputs, targets: torch.Tensor) -> float:
@@ -266,6 +285,15 @@ class PerturbEngine:
     def predict(self, inputs) -> torch.Tensor:
         return self.model.forward(self.params, inputs, pt.SpikeGrad("none"))
 
-    def cost(self, ops: list[Op]) -> StepCost:
-        return step_cost(self.cfg.mode, ops, self.n_params, len(self.params), self.cfg.directions)
+    def cost(self, ops: list[Op], group_samples: list[int] | None = None) -> StepCost:
+        """The step's cost for the products ``ops`` of one batch; per-sample directions also need
+        the samples the batch gives each layer group (``Task.group_samples``)."""
+        sample_sums = 0
+        if self.cfg.per_sample:
+            if group_samples is None:
+                raise ValueError("per-sample directions: cost() needs group_samples")
+            sample_sums = sum(n * sum(p.numel() for p in self.params[k])
+                              for k, n in enumerate(group_samples) if k in self.model.node_groups)
+        return step_cost(self.cfg.mode, ops, self.n_params, len(self.params), self.cfg.directions,
+                         sample_sum_macs=sample_sums)
 

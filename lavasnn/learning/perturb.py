@@ -42,6 +42,17 @@ neuron's input, a tag per synapse accumulating u_i x_j over the sample and the p
 as third factor, ``dW = -lr d t``; the noise would have to reach a post-synaptic trace, which
 Lava's learning engine raises only on spikes, so this mode is engine-only here.
 
+``per_sample`` directions (global and layer-wise; beyond the paper) give every sample s of the
+batch its own direction v_s (in an operator network every function for the branch, every query
+point or axis point for a trunk): the one forward pass yields a scalar per sample
+``d_s = grad L_s . v_s``, L_s the sample's share of the loss, and ``g = sum_s d_s v_s``
+(:func:`sample_gradient`). It is unbiased like ``d v``, and since samples draw independent
+directions their errors average out over the batch instead of adding up in one scalar. The
+tangent of a layer's pre-activation is ``a_dot_s = V_s x_s + b_dot_s`` (:func:`sample_tangent`),
+as many products as ``W_dot x``; the sum over samples adds one multiply-accumulate per weight
+and sample (on chip a tag per synapse accumulating d_s v_s, v_s regenerated from a hash keyed
+by the sample).
+
 Two baselines share the code: ``weight`` perturbation, which needs no derivative at all,
 ``d = (L(theta + sigma v) - L(theta)) / sigma`` (two ordinary forward passes), and ``bp``,
 surrogate-gradient backpropagation through time with the same spike derivative.
@@ -143,6 +154,29 @@ def node_noise(seed: int, step: int, layer: int, shape: Sequence[int], dtype: to
     Philox key ``seed``, counter (draw, 1, layer, step), a stream apart from the weight directions'."""
     gen = np.random.Generator(np.random.Philox(key=seed, counter=[draw, 1, layer, step]))
     return torch.as_tensor(gen.standard_normal(tuple(shape)), dtype=dtype)
+
+
+def sample_directions(seed: int, step: int, layer: int, samples: int, shapes: Sequence[torch.Size],
+                      dtype: torch.dtype = torch.float32, draw: int = 0) -> list[torch.Tensor]:
+    """Layer ``layer``'s per-sample directions at ``step``: one v_s ~ N(0, I) per sample, tensors
+    (samples, *shape) in the order of ``shapes``. Philox key ``seed``, counter
+    (draw, 2, layer, step), a stream apart from :func:`direction`'s and :func:`node_noise`'s."""
+    gen = np.random.Generator(np.random.Philox(key=seed, counter=[draw, 2, layer, step]))
+    return [torch.as_tensor(gen.standard_normal((samples, *shape), dtype=np.float32), dtype=dtype)
+            for shape in shapes]
+
+
+def sample_tangent(v: list[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The tangent ``a_dot_s = V_s x_s + b_dot_s`` of a layer's pre-activation along per-sample
+    directions v = [V (S, n, n_in), b_dot (S, n)], as a function of the layer's input x,
+    (S, n_in) or (T, S, n_in)."""
+    V, b_dot = v
+    return lambda x: torch.einsum("soi,...si->...so", V, x.to(V.dtype)) + b_dot
+
+
+def sample_gradient(d: torch.Tensor, v: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``g = sum_s d_s v_s`` from per-sample scalars d (S,) and directions v (tensors (S, ...))."""
+    return [torch.tensordot(d.to(q.dtype), q, dims=1) for q in v]
 
 
 def activity_gradient(d: torch.Tensor, u: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:

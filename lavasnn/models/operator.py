@@ -25,8 +25,8 @@ the same linear recursion with the spike held fixed (no reset term); the spike a
 ``s_dot = H'(v' - vth) v'_dot``. A tangent carries only the directions that have reached it
 (``forward_live``): layer-wise, direction l is zero before layer l, and skipping those zero
 parts leaves the arithmetic the rule needs (the MACs the engine counts).
-For activity perturbation, ``forward_dual`` also takes ``nodes``, tangents that start at a
-layer's pre-activations (shapes ``node_shapes``), and ``record`` keeps each layer's input;
+For activity perturbation and per-sample weight directions, ``forward_dual`` also takes
+``nodes``, tangents that start at a layer's pre-activations (shapes ``node_shapes``), and ``record`` keeps each layer's input;
 ``sample_sums`` adds an output's per-entry terms up per sample of a layer (a function for the
 branch, a query point or axis point for a trunk).
 
@@ -144,15 +144,18 @@ def dense_live(W: torch.Tensor, W_dot: torch.Tensor, w_live: torch.Tensor, x: to
     return dense_float(W, x), live, a_dot
 
 
-Node = tuple[int, torch.Tensor] | None  # (direction index, tangent of a layer's pre-activation)
+# (direction index, tangent of a layer's pre-activation, or that tangent as a function of the layer's input)
+Node = tuple[int, torch.Tensor | Callable[[torch.Tensor], torch.Tensor]] | None
 
 
-def add_node(live: torch.Tensor, a_dot: torch.Tensor, node: Node) -> tuple[torch.Tensor, torch.Tensor]:
-    """(live, a_dot) with the node perturbation ``node = (k, u)`` added as direction k:
-    activity perturbation sets the tangent of a layer's pre-activation a to u."""
+def add_node(live: torch.Tensor, a_dot: torch.Tensor, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(live, a_dot) with the node tangent ``node = (k, u)`` added as direction k: activity
+    perturbation sets the tangent of a layer's pre-activation a to u, per-sample weight
+    directions to ``u(x)`` of the layer's input x."""
     if node is None:
         return live, a_dot
     k, u = node
+    u = u(x) if callable(u) else u
     return add_tangents([(live, a_dot), (torch.tensor([k]), u.unsqueeze(0).to(a_dot.dtype))])
 
 
@@ -210,7 +213,7 @@ class SpikingMLP:
 
         A layer's tangent carries only the directions that reach it: layer-wise, direction l
         starts at layer l, so the first layer's neurons carry one tangent instead of L.
-        ``nodes[l]`` (optional) adds a perturbation of layer l's pre-activation (:func:`add_node`),
+        ``nodes[l]`` (optional) adds a tangent of layer l's pre-activation (:func:`add_node`),
         of shape :meth:`node_shapes`; ``record`` (optional) receives each layer's input."""
         T = self.neuron.steps
         nodes = nodes or [None] * self.n_groups
@@ -218,20 +221,20 @@ class SpikingMLP:
         (W, b), (W_dot, b_dot) = params[0], tangents[0]
         live = live_directions(tangents[0])
         a, a_dot = dense_float(W, x), torch.einsum("dij,...j->d...i", W_dot[live], x.to(W.dtype))
-        live, a_dot = add_node(live, a_dot, nodes[0])
+        live, a_dot = add_node(live, a_dot, nodes[0], x)
         record.append(x)
         s, s_dot = lif_layer_dual(a.expand(T, *a.shape), a_dot.unsqueeze(1).expand(-1, T, *a.shape),
                                   b, b_dot[live], self.neuron, deriv)
         for (W, b), (W_dot, b_dot), node in zip(params[1:-1], tangents[1:-1], nodes[1:-1]):
             a, live, a_dot = dense_live(W, W_dot, live_directions([W_dot, b_dot]), s, live, s_dot)
-            live, a_dot = add_node(live, a_dot, node)
+            live, a_dot = add_node(live, a_dot, node, s)
             record.append(s)
             s, s_dot = lif_layer_dual(a, a_dot, b, b_dot[live], self.neuron, deriv)
         (W, b), (W_dot, b_dot) = params[-1], tangents[-1]
         r = s.mean(dim=0)
         y, live, y_dot = dense_live(W, W_dot, live_directions([W_dot, b_dot]), r, live, s_dot.mean(dim=1))
         record.append(r)
-        return (y + b, *add_node(live, y_dot + b_dot[live].unsqueeze(1), nodes[-1]))
+        return (y + b, *add_node(live, y_dot + b_dot[live].unsqueeze(1), nodes[-1], r))
 
     def node_shapes(self, x: torch.Tensor) -> list[tuple[int, ...]]:
         """Shapes of the layers' pre-activations for inputs x (B, n_in): the first layer's input

@@ -224,6 +224,12 @@ class Task:
     def take(self, inputs, idx: np.ndarray):
         return (inputs[0][idx], inputs[1]) if self.operator else inputs[idx]
 
+    def group_samples(self, batch: int) -> list[int]:
+        """Per layer group, the samples a training batch gives it: inputs (MLP), functions
+        (branch) or points (trunk); 0 for a group without neurons (b_0)."""
+        shapes = self.model.node_shapes(self.take(self.train_inputs, np.arange(min(batch, self.n_train))))
+        return [shape[-2] if shape else 0 for shape in shapes]
+
     def ops(self, batch: int):
         if isinstance(self.model, SpikingDeepONet):
             return self.model.ops(batch, len(self.train_inputs[1]))
@@ -412,6 +418,8 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
         raise UserError("--hidden takes positive layer widths, for a new run (a resumed run keeps its own)")
     fixed_resume = resume is not None and runs.load_checkpoint(resume)[1].get("algorithm") == "perturb-fixed"
     if backend == "lava-sim" or precision == "fixed" or fixed_resume:
+        if (overrides or {}).get("per_sample"):
+            raise UserError("--per-sample applies to float engine runs; the on-chip rule draws one direction per batch")
         from lavasnn.train.perturb_fixed import train_perturb_fixed
         return train_perturb_fixed(task, mode, grad, backend, out, epochs, seed, resume, progress, log, limit,
                                    overrides, hidden)
@@ -456,7 +464,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
     steps_per_epoch = -(-t.n_train // cfg.batch)
     engine = PerturbEngine(t.model, params, cfg, steps_per_epoch, moments, updates)
     y_train = _tensor(t.y_train / y_scale)
-    cost = engine.cost(t.ops(cfg.batch))
+    cost = engine.cost(t.ops(cfg.batch), t.group_samples(cfg.batch))
     grad_name = "none" if cfg.mode == "weight" else cfg.grad
     metrics = runs.load_metrics(run_dir) if start_epoch >= cfg.epochs else {}
     for epoch in range(start_epoch, cfg.epochs):
@@ -488,7 +496,7 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
             "rng_state": rng.bit_generator.state, "history": history, "y_scale": y_scale,
             "train_seconds": total_seconds})
         metrics = {"rel_l2": err, "task": task, "mode": cfg.mode, "grad": grad_name, "backend": backend,
-                   "directions": cfg.directions, "steps": engine.updates, "forward_passes_per_step": cost.forward_passes,
+                   "directions": cfg.directions, "per_sample": cfg.per_sample, "steps": engine.updates, "forward_passes_per_step": cost.forward_passes,
                    "macs_per_step": cost.macs, "seconds_per_step": total_seconds / engine.updates,
                    "activation_bytes_per_step": engine.last_activation_bytes, "n_params": engine.n_params,
                    "epochs": epoch + 1, "seed": seed, "train_loss": history[-1]["train_loss"]}
