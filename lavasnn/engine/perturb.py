@@ -228,7 +228,7 @@ class PerturbEngine:
         weight direction. One forward pass, one tangent per layer (global: one in all)."""
         node_groups = set(self.model.node_groups)
         shapes = self.model.node_shapes(inputs)
-        tangent_of = (lambda k: 0) if self.cfg.mode == "global" else (lambda k: k)  # noqa: E731
+        tangent_of = [0 if self.cfg.mode == "global" else k for k in range(len(v))]  # each group's direction
         if self.cfg.mode == "activity":
             u = {k: pt.node_noise(self.cfg.seed, self.updates, k, shapes[k], draw=draw) for k in node_groups}
         else:
@@ -240,7 +240,7 @@ class PerturbEngine:
         tangents = pt.global_tangents(weight_v) if self.cfg.mode == "global" else pt.layerwise_tangents(weight_v)
         record: list[torch.Tensor] = []
         y, y_dot = self.model.forward_dual(self.params, tangents, inputs, self.spike_grad(draw).derivative,
-                                           [(tangent_of(k), u[k]) if k in node_groups else None
+                                           [(tangent_of[k], u[k]) if k in node_groups else None
                                             for k in range(len(v))], record)
         if self.cfg.mode == "activity":
             self.kept_input_bytes = sum(x.numel() * x.element_size() for x in record)
@@ -249,9 +249,9 @@ class PerturbEngine:
         grads = []
         for k, vk in enumerate(v):
             if k not in node_groups:
-                grads.append([c[tangent_of(k)].sum() * q for q in vk])
+                grads.append([c[tangent_of[k]].sum() * q for q in vk])
                 continue
-            d = self.model.sample_sums(c[tangent_of(k)], k, inputs)  # one scalar per sample
+            d = self.model.sample_sums(c[tangent_of[k]], k, inputs)  # one scalar per sample
             grads.append(pt.activity_gradient(d, u[k], record[k]) if self.cfg.mode == "activity"
                          else pt.sample_gradient(d, vs[k]))
         return float((err ** 2).mean()), grads

@@ -170,11 +170,12 @@ class TaskSettings:
 # per-layer normalised steps without momentum 0.087 at lr 3e-3 and 1e-2, SGD at lr 0.03 0.065.
 # Backprop with Adam-mini (full Poisson defaults) ends at 0.052 against Adam's 0.041, so per-weight
 # second moments explain little of the 2.7x gap. Also tried for Poisson layer-wise (seed 0):
-# * one direction per training function (branch) and per query point (trunk), the same MACs as
-#   one per batch (each sample's tangent is its own matrix-vector product), over the full 2,000
-#   epochs: lr 1e-3 / 3e-3 / 6e-3 0.157 / 0.100 / 0.128 (one per batch: 0.112), so 2.4x;
-#   reaction-diffusion (one per function and per coordinate of each trunk, lr 3e-3, 400 epochs):
-#   0.246 against 0.358 (backprop 0.103), so 2.4x instead of 3.5x;
+# * one direction per training function (branch) and per query point (trunk), now ``per_sample``
+#   (exploratory version, another random stream), over the full 2,000 epochs: lr 1e-3 / 3e-3 /
+#   6e-3 0.157 / 0.100 / 0.128 (one per batch: 0.112), so the task's lr stays; reaction-diffusion
+#   (one per function and per coordinate of each trunk, lr 3e-3, 400 epochs): 0.246 against
+#   0.358. With the repository's streams (bench/results/per_sample): Poisson 0.110 / 0.103 (seeds
+#   0 / 1), reaction-diffusion 0.275 / 0.280;
 # * the previous estimate m as a control variate, g = m + (d - m.v) v, m <- m + (c / n_l)(d - m.v) v
 #   (unbiased; Silver et al. 2022, "Learning by directional gradient descent", track the gradient
 #   so): 500-epoch schedule c = 1 / 0.2 0.205 / 0.177 (plain 0.171), and stepping along m itself
