@@ -175,7 +175,7 @@ class TaskSettings:
 #   6e-3 0.157 / 0.100 / 0.128 (one per batch: 0.112), so the task's lr stays; reaction-diffusion
 #   (one per function and per coordinate of each trunk, lr 3e-3, 400 epochs): 0.246 against
 #   0.358. With the repository's streams (bench/results/per_sample): Poisson 0.110 / 0.103 (seeds
-#   0 / 1), reaction-diffusion 0.275 / 0.280;
+#   0 / 1), reaction-diffusion 0.275 / 0.280 (lr 1.5e-3 / 6e-3: 0.305 / 0.340), Mexican hat 0.0295;
 # * the previous estimate m as a control variate, g = m + (d - m.v) v, m <- m + (c / n_l)(d - m.v) v
 #   (unbiased; Silver et al. 2022, "Learning by directional gradient descent", track the gradient
 #   so): 500-epoch schedule c = 1 / 0.2 0.205 / 0.177 (plain 0.171), and stepping along m itself
