@@ -125,6 +125,11 @@ def test_cli_train_perturb_per_sample_directions(tmp_path, capsys):
         assert main(["train", "perturb", *common, "--per-sample", *extra, "--out", str(tmp_path / "no")]) == 2
         err = capsys.readouterr().err
         assert "per-sample" in err and "Traceback" not in err
+    big = ["train", "perturb", "--task", "mexican-hat", "--per-sample", "--hidden", "4096,4096", "--batch", "5000",
+           "--out", str(tmp_path / "no")]
+    assert main(big) == 2  # about 335 GB of directions per batch
+    err = capsys.readouterr().err
+    assert "GiB for one batch's directions" in err and "smaller --batch" in err and "Traceback" not in err
     assert not (tmp_path / "no").exists()
 
 

@@ -285,15 +285,21 @@ class PerturbEngine:
     def predict(self, inputs) -> torch.Tensor:
         return self.model.forward(self.params, inputs, pt.SpikeGrad("none"))
 
+    def sample_direction_count(self, group_samples: list[int]) -> int:
+        """Numbers one per-sample estimate draws, ``sum_k S_k |theta_k|`` over the layer groups
+        with neurons (S_k the batch's samples of group k, ``Task.group_samples``); also the MACs
+        of its sums ``sum_s d_s v_s``."""
+        return sum(n * sum(p.numel() for p in self.params[k])
+                   for k, n in enumerate(group_samples) if k in self.model.node_groups)
+
     def cost(self, ops: list[Op], group_samples: list[int] | None = None) -> StepCost:
         """The step's cost for the products ``ops`` of one batch; per-sample directions also need
-        the samples the batch gives each layer group (``Task.group_samples``)."""
+        the samples the batch gives each layer group."""
         sample_sums = 0
         if self.cfg.per_sample:
             if group_samples is None:
                 raise ValueError("per-sample directions: cost() needs group_samples")
-            sample_sums = sum(n * sum(p.numel() for p in self.params[k])
-                              for k, n in enumerate(group_samples) if k in self.model.node_groups)
+            sample_sums = self.sample_direction_count(group_samples)
         return step_cost(self.cfg.mode, ops, self.n_params, len(self.params), self.cfg.directions,
                          sample_sum_macs=sample_sums)
 

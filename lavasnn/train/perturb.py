@@ -23,6 +23,7 @@ a run that was never interrupted.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -393,6 +394,16 @@ def _arrays(engine: PerturbEngine) -> dict[str, list[np.ndarray]]:
     return out
 
 
+def check_direction_memory(numbers: int, batch: int) -> None:
+    """Per-sample directions hold one batch's directions (float32) at once: refuse a batch whose
+    directions would take more than half of this machine's memory."""
+    need = 4 * numbers
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > memory / 2:
+        raise UserError(f"--per-sample with batch {batch} needs {need / 2**30:.1f} GiB for one batch's directions, "
+                        f"more than half of this machine's {memory / 2**30:.1f} GiB; use a smaller --batch")
+
+
 def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path | None, epochs: int | None,
                   seed: int, resume: str | Path | None = None, progress: bool = True,
                   log: Callable[[str], None] = print, overrides: dict | None = None, precision: str | None = None,
@@ -466,6 +477,8 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
     engine = PerturbEngine(t.model, params, cfg, steps_per_epoch, moments, updates)
     y_train = _tensor(t.y_train / y_scale)
     cost = engine.cost(t.ops(cfg.batch), t.group_samples(cfg.batch))
+    if cfg.per_sample:
+        check_direction_memory(engine.sample_direction_count(t.group_samples(cfg.batch)), cfg.batch)
     grad_name = "none" if cfg.mode == "weight" else cfg.grad
     metrics = runs.load_metrics(run_dir) if start_epoch >= cfg.epochs else {}
     for epoch in range(start_epoch, cfg.epochs):
