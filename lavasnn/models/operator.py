@@ -26,9 +26,9 @@ the same linear recursion with the spike held fixed (no reset term); the spike a
 (``forward_live``): layer-wise, direction l is zero before layer l, and skipping those zero
 parts leaves the arithmetic the rule needs (the MACs the engine counts).
 For activity perturbation and per-sample weight directions, ``forward_dual`` also takes
-``nodes``, tangents that start at a layer's pre-activations (shapes ``node_shapes``), and ``record`` keeps each layer's input;
-``sample_sums`` adds an output's per-entry terms up per sample of a layer (a function for the
-branch, a query point or axis point for a trunk).
+``nodes``, tangents that start at a layer's pre-activations (shapes ``node_shapes``), and
+``record`` keeps each layer's input; ``sample_sums`` adds an output's per-entry terms up per
+sample of a layer (a function for the branch, a query point or axis point for a trunk).
 
 Parameters are plain tensors in layer groups ``[[W, b], ...]`` (the combination's b_0 is a
 group of its own) so that perturbation rules can address them layer by layer. ``ops`` lists
@@ -148,7 +148,8 @@ def dense_live(W: torch.Tensor, W_dot: torch.Tensor, w_live: torch.Tensor, x: to
 Node = tuple[int, torch.Tensor | Callable[[torch.Tensor], torch.Tensor]] | None
 
 
-def add_node(live: torch.Tensor, a_dot: torch.Tensor, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def add_node(live: torch.Tensor, a_dot: torch.Tensor, node: Node, x: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(live, a_dot) with the node tangent ``node = (k, u)`` added as direction k: activity
     perturbation sets the tangent of a layer's pre-activation a to u, per-sample weight
     directions to ``u(x)`` of the layer's input x."""

@@ -476,9 +476,10 @@ def train_perturb(task: str, mode: str, grad: str, backend: str, out: str | Path
     steps_per_epoch = -(-t.n_train // cfg.batch)
     engine = PerturbEngine(t.model, params, cfg, steps_per_epoch, moments, updates)
     y_train = _tensor(t.y_train / y_scale)
-    cost = engine.cost(t.ops(cfg.batch), t.group_samples(cfg.batch))
+    group_samples = t.group_samples(cfg.batch)
+    cost = engine.cost(t.ops(cfg.batch), group_samples)
     if cfg.per_sample:
-        check_direction_memory(engine.sample_direction_count(t.group_samples(cfg.batch)), cfg.batch)
+        check_direction_memory(engine.sample_direction_count(group_samples), cfg.batch)
     grad_name = "none" if cfg.mode == "weight" else cfg.grad
     metrics = runs.load_metrics(run_dir) if start_epoch >= cfg.epochs else {}
     for epoch in range(start_epoch, cfg.epochs):
