@@ -176,7 +176,12 @@ class TaskSettings:
 #   6e-3 0.157 / 0.100 / 0.128 (one per batch: 0.112), so the task's lr stays; reaction-diffusion
 #   (one per function and per coordinate of each trunk, lr 3e-3, 400 epochs): 0.246 against
 #   0.358. With the repository's streams (bench/results/per_sample): Poisson 0.110 / 0.103 (seeds
-#   0 / 1), reaction-diffusion 0.275 / 0.280 (lr 1.5e-3 / 6e-3: 0.305 / 0.340), Mexican hat 0.0295;
+#   0 / 1), reaction-diffusion 0.275 / 0.280 (lr 1.5e-3 / 6e-3: 0.305 / 0.340), Mexican hat 0.0295.
+#   With input_lr_scale 0.3: Poisson 0.105, reaction-diffusion 0.254; with it and four draws
+#   (--directions 4, 4.2x / 4.0x the MACs): 0.092 / 0.212 (2.2x / 2.1x backprop; one direction per
+#   batch with four draws: Poisson 0.096; activity with four draws at the same cost: 0.053 / 0.129).
+#   Reaction-diffusion with batch 100 instead of 25 (more samples per estimate, a quarter of the
+#   steps): 0.451;
 # * the previous estimate m as a control variate, g = m + (d - m.v) v, m <- m + (c / n_l)(d - m.v) v
 #   (unbiased; Silver et al. 2022, "Learning by directional gradient descent", track the gradient
 #   so): 500-epoch schedule c = 1 / 0.2 0.205 / 0.177 (plain 0.171), and stepping along m itself
