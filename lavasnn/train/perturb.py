@@ -180,8 +180,9 @@ class TaskSettings:
 #   With input_lr_scale 0.3: Poisson 0.105, reaction-diffusion 0.254; with it and four draws
 #   (--directions 4, 4.2x / 4.0x the MACs): 0.092 / 0.212 (2.2x / 2.1x backprop; one direction per
 #   batch with four draws: Poisson 0.096; activity with four draws at the same cost: 0.053 / 0.129).
-#   Reaction-diffusion with batch 100 instead of 25 (more samples per estimate, a quarter of the
-#   steps): 0.451;
+#   Reaction-diffusion with input_lr_scale 0.3 and batch 100 instead of 25 (more samples per
+#   estimate, a quarter of the steps): 0.451. JSON in bench/results/per_sample/{input03,
+#   input03_k4,batch100};
 # * the previous estimate m as a control variate, g = m + (d - m.v) v, m <- m + (c / n_l)(d - m.v) v
 #   (unbiased; Silver et al. 2022, "Learning by directional gradient descent", track the gradient
 #   so): 500-epoch schedule c = 1 / 0.2 0.205 / 0.177 (plain 0.171), and stepping along m itself
